@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# `make run`: start Azurite on 127.0.0.1:10001 unless something listens there,
+# start the sitemodify worker, and send it sample requests (one invalid).
+# Ctrl-C stops what this script started.
+set -euo pipefail
+cd "$(dirname "$0")"
+root=../..
+worker=$root/bin/sitemodify-worker
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
+listening() { (exec 3<>/dev/tcp/127.0.0.1/10001) 2>/dev/null; }
+
+if listening; then
+  echo "run: something already listens on 127.0.0.1:10001; using it as Azurite"
+else
+  echo "run: starting Azurite (queue service) on 127.0.0.1:10001, in memory"
+  "$root/node_modules/.bin/azurite-queue" --queueHost 127.0.0.1 --queuePort 10001 \
+    --inMemoryPersistence --disableTelemetry --silent >/dev/null &
+  pids+=($!)
+  for _ in $(seq 100); do listening && break; sleep 0.1; done
+  listening || { echo "run: Azurite did not start" >&2; exit 1; }
+fi
+
+"$worker" run --dev &
+pids+=($!)
+
+for f in samples/*.json; do
+  "$worker" send --queue %SiteModifyQueue% --file "$f" --dev
+done
+echo "run: sent $(ls samples/*.json | wc -l) requests; samples/invalid-http.json is retried 3 times, then moved to site-modify-requests-poison."
+echo "run: peek at it with: bin/sitemodify-worker peek --queue site-modify-requests-poison --settings examples/sitemodify/local.settings.json"
+echo "run: Ctrl-C to stop."
+wait "${pids[-1]}"

@@ -1,0 +1,69 @@
+// Package sitemodify is the SharePoint add-in pattern on jobhost: a web app
+// queues a "modify this site" request instead of doing slow provisioning work
+// inside the HTTP request, and ProcessSiteModifyRequest picks it up.
+//
+// Importing the package registers the function in functions.Default; the
+// worker in ./worker runs it.
+package sitemodify
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// QueueSetting is the app setting naming the request queue.
+const QueueSetting = "SiteModifyQueue"
+
+// DefaultQueue is the queue used when QueueSetting is not set.
+const DefaultQueue = "site-modify-requests"
+
+// SiteModifyRequest is the message the web app queues.
+type SiteModifyRequest struct {
+	SiteURL       string `json:"siteUrl"`
+	RequestorName string `json:"requestorName"`
+	// WorkMs is how long the simulated provisioning takes.
+	WorkMs int `json:"workMs,omitempty"`
+}
+
+func init() {
+	Register(functions.Default)
+}
+
+// Register adds ProcessSiteModifyRequest to r.
+func Register(r *functions.Registry) {
+	r.SettingDefault(QueueSetting, DefaultQueue)
+	functions.Add(r, "ProcessSiteModifyRequest", functions.QueueTrigger("%"+QueueSetting+"%"), ProcessSiteModifyRequest)
+}
+
+// ProcessSiteModifyRequest applies a site modification. It fails when siteUrl
+// is not an absolute https URL (the message is retried, then poisoned);
+// otherwise it works for workMs, stopping early if the host cancels it.
+func ProcessSiteModifyRequest(ctx context.Context, req SiteModifyRequest, msg *triggers.Message) error {
+	log := functions.Logger(ctx)
+	u, err := url.Parse(req.SiteURL)
+	if err != nil || u.Scheme != "https" || u.Host == "" {
+		return fmt.Errorf("siteUrl %q is not an absolute https URL", req.SiteURL)
+	}
+	log.Info("modifying site", zap.String("siteUrl", req.SiteURL), zap.String("requestor", req.RequestorName),
+		zap.Int64("attempt", msg.DequeueCount))
+	if req.WorkMs < 0 {
+		return errors.New("workMs must not be negative")
+	}
+	t := time.NewTimer(time.Duration(req.WorkMs) * time.Millisecond)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	}
+	log.Info("site modified", zap.String("siteUrl", req.SiteURL))
+	return nil
+}

@@ -1,0 +1,247 @@
+// Package functions is what a function author touches: a function is a plain
+// Go func with a typed argument bound from the message's JSON, registered with
+// its queue trigger into a Registry that the host discovers at start.
+//
+//	func init() {
+//		functions.Register("ProcessSiteModifyRequest",
+//			functions.QueueTrigger("%SiteModifyQueue%"),
+//			func(ctx context.Context, req SiteModifyRequest, msg *triggers.Message) error {
+//				...
+//			})
+//	}
+//
+// The package knows no broker SDK.
+package functions
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// Handler is a function of the user's, called once per message with the
+// payload bound to T. Returning nil completes the message; an error (or a
+// panic) fails this attempt, which is retried until maxDequeueCount and then
+// poisoned.
+type Handler[T any] func(ctx context.Context, in T, msg *triggers.Message) error
+
+// Invoker is a registered function with its binding done: it binds payload
+// (the decoded message body) and calls the handler. A payload that cannot be
+// bound gives a *bindings.Error without calling the handler.
+type Invoker func(ctx context.Context, payload []byte, msg *triggers.Message) error
+
+// Trigger is a function's trigger binding.
+type Trigger struct {
+	// Queue is the queue name, possibly with %AppSetting% expressions.
+	Queue string
+	// Connection names the connection (default "Storage", that is the app
+	// setting AzureWebJobsStorage).
+	Connection string
+}
+
+// QueueTrigger binds a function to an Azure Storage Queue. The name may use
+// %SettingName% expressions resolved from app settings at start.
+func QueueTrigger(queue string) Trigger { return Trigger{Queue: queue} }
+
+// WithConnection returns the trigger reading through the named connection.
+func (t Trigger) WithConnection(name string) Trigger { t.Connection = name; return t }
+
+// Settings are per-function overrides of host.json's extensions.queues
+// settings; a nil field keeps the host's value.
+type Settings struct {
+	BatchSize          *int
+	NewBatchThreshold  *int
+	MaxDequeueCount    *int
+	MaxPollingInterval *time.Duration
+	VisibilityTimeout  *time.Duration
+	LeaseDuration      *time.Duration
+	MessageEncoding    *bindings.Encoding
+	FunctionTimeout    *time.Duration
+}
+
+// Option sets a per-function setting at registration.
+type Option func(*Settings)
+
+// BatchSize sets how many messages one poll asks for (1..32).
+func BatchSize(n int) Option { return func(s *Settings) { s.BatchSize = &n } }
+
+// NewBatchThreshold sets the in-flight count at or below which the next poll
+// is made.
+func NewBatchThreshold(n int) Option { return func(s *Settings) { s.NewBatchThreshold = &n } }
+
+// MaxDequeueCount sets the number of attempts before a message is poisoned.
+func MaxDequeueCount(n int) Option { return func(s *Settings) { s.MaxDequeueCount = &n } }
+
+// MaxPollingInterval caps the idle polling backoff.
+func MaxPollingInterval(d time.Duration) Option {
+	return func(s *Settings) { s.MaxPollingInterval = &d }
+}
+
+// VisibilityTimeout sets the delay before a failed message is visible again.
+func VisibilityTimeout(d time.Duration) Option {
+	return func(s *Settings) { s.VisibilityTimeout = &d }
+}
+
+// LeaseDuration sets the visibility lease taken at dequeue and renewed at
+// half-lease while the function runs.
+func LeaseDuration(d time.Duration) Option { return func(s *Settings) { s.LeaseDuration = &d } }
+
+// MessageEncoding sets how message text is decoded (base64 or none).
+func MessageEncoding(e bindings.Encoding) Option {
+	return func(s *Settings) { s.MessageEncoding = &e }
+}
+
+// Timeout limits one invocation; when it passes the function's context is
+// cancelled and the attempt counts as failed. A negative value means no limit.
+func Timeout(d time.Duration) Option { return func(s *Settings) { s.FunctionTimeout = &d } }
+
+// Definition is one registered function as the host discovers it.
+type Definition struct {
+	// Name is the function name, unique in its registry (case-insensitive).
+	Name string
+	// Trigger is the trigger binding as written (before %Setting% resolution).
+	Trigger Trigger
+	// Settings are the overrides given at registration.
+	Settings Settings
+	// Invoke binds a payload and calls the handler.
+	Invoke Invoker
+	// ArgType names the argument type, for listings.
+	ArgType string
+}
+
+// Registry holds registered functions. The zero value is ready to use.
+type Registry struct {
+	mu       sync.Mutex
+	defs     []*Definition
+	problems []error
+	defaults map[string]string
+}
+
+// SettingDefault gives app setting name a value used when neither the
+// environment nor local.settings.json sets it, so %name% in a queue name
+// resolves out of the box.
+func (r *Registry) SettingDefault(name, value string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.defaults == nil {
+		r.defaults = map[string]string{}
+	}
+	r.defaults[name] = value
+}
+
+// SettingDefaults returns the defaults given by SettingDefault.
+func (r *Registry) SettingDefaults() map[string]string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := make(map[string]string, len(r.defaults))
+	for k, v := range r.defaults {
+		out[k] = v
+	}
+	return out
+}
+
+// Default is the registry that Register adds to and that the host uses unless
+// given another.
+var Default = &Registry{}
+
+// Register adds a function to Default; call it from init().
+func Register[T any](name string, trigger Trigger, h Handler[T], opts ...Option) {
+	Add(Default, name, trigger, h, opts...)
+}
+
+// Add registers a function in r. Problems (an empty or duplicate name, a nil
+// handler, an empty queue) are not panics: they are kept and reported all at
+// once by r.Validate when the host starts.
+func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ...Option) {
+	def := &Definition{Name: name, Trigger: trigger, ArgType: fmt.Sprintf("%T", *new(T))}
+	if def.ArgType == "<nil>" {
+		def.ArgType = "interface {}"
+	}
+	for _, o := range opts {
+		o(&def.Settings)
+	}
+	if h != nil {
+		bind := bindings.NewBinder[T]()
+		def.Invoke = func(ctx context.Context, payload []byte, msg *triggers.Message) error {
+			v, err := bind(payload)
+			if err != nil {
+				return err
+			}
+			return h(ctx, v, msg)
+		}
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	switch {
+	case strings.TrimSpace(name) == "":
+		r.problems = append(r.problems, errors.New("a function was registered with an empty name"))
+		return
+	case h == nil:
+		r.problems = append(r.problems, fmt.Errorf("function %s: handler is nil", name))
+		return
+	case strings.TrimSpace(trigger.Queue) == "":
+		r.problems = append(r.problems, fmt.Errorf("function %s: queue trigger has an empty queue name", name))
+		return
+	}
+	for _, d := range r.defs {
+		if strings.EqualFold(d.Name, name) {
+			r.problems = append(r.problems, fmt.Errorf("function %s: registered more than once (function names are case-insensitive)", name))
+			return
+		}
+	}
+	r.defs = append(r.defs, def)
+}
+
+// Functions returns the registered functions sorted by name.
+func (r *Registry) Functions() []*Definition {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := append([]*Definition(nil), r.defs...)
+	sort.Slice(out, func(i, j int) bool { return strings.ToLower(out[i].Name) < strings.ToLower(out[j].Name) })
+	return out
+}
+
+// Problems returns every registration problem found so far.
+func (r *Registry) Problems() []error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return append([]error(nil), r.problems...)
+}
+
+type ctxKey int
+
+const (
+	loggerKey ctxKey = iota
+	invocationKey
+)
+
+// WithInvocation returns ctx carrying the invocation's logger and id; the
+// runtime calls it before invoking a function.
+func WithInvocation(ctx context.Context, logger *zap.Logger, invocationID string) context.Context {
+	ctx = context.WithValue(ctx, loggerKey, logger)
+	return context.WithValue(ctx, invocationKey, invocationID)
+}
+
+// Logger returns the invocation's logger (category Function.<Name>.User),
+// or a no-op logger outside an invocation.
+func Logger(ctx context.Context) *zap.Logger {
+	if l, ok := ctx.Value(loggerKey).(*zap.Logger); ok {
+		return l
+	}
+	return zap.NewNop()
+}
+
+// InvocationID returns the id of the current invocation, or "".
+func InvocationID(ctx context.Context) string {
+	s, _ := ctx.Value(invocationKey).(string)
+	return s
+}

@@ -1,0 +1,484 @@
+// Package cli is jobhost's command line: run, functions, validate, send and
+// peek. cmd/jobhost is this package over the default registry; a worker of
+// your own gets the same commands with one call from main:
+//
+//	func main() { cli.Main() }
+package cli
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/runtime"
+	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/azurequeue"
+)
+
+// Exit statuses.
+const (
+	ExitOK     = 0
+	ExitFailed = 1 // the command ran and failed
+	ExitUsage  = 2 // bad arguments, host.json or settings
+)
+
+// Main runs the command line over functions.Default and exits. Call it from
+// your worker's main.
+func Main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	go func() {
+		<-ctx.Done()
+		stop() // a second signal ends the process at once
+	}()
+	os.Exit(Run(ctx, Env{Args: os.Args[1:], Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}))
+}
+
+// Env is what one command line run sees.
+type Env struct {
+	Args           []string
+	Stdout, Stderr io.Writer
+	Environ        []string
+	// Registry holds the functions (default functions.Default).
+	Registry *functions.Registry
+	// Open overrides how triggers are opened (tests).
+	Open runtime.OpenFunc
+}
+
+const usage = `usage: %s <command> [flags]
+
+commands:
+  run         start the host with the functions compiled in (Ctrl-C stops it)
+  functions   list the functions with their resolved queues and effective settings
+  validate    check host.json, app settings and functions without connecting
+  send        enqueue a message:  send --queue Q (--json TEXT | --file F)
+  peek        show messages without dequeuing them:  peek --queue Q [-n N]
+
+common flags (after the command):
+  --host-json F   host.json to read (default host.json; missing means defaults)
+  --settings F    local.settings.json to read app settings from (default local.settings.json)
+  --dev           human-readable console logs (also AZURE_FUNCTIONS_ENVIRONMENT=Development)
+`
+
+// Run runs one command and returns its exit status.
+func Run(ctx context.Context, e Env) int {
+	if e.Registry == nil {
+		e.Registry = functions.Default
+	}
+	prog := "jobhost"
+	if len(e.Args) == 0 || e.Args[0] == "-h" || e.Args[0] == "--help" || e.Args[0] == "help" {
+		fmt.Fprintf(e.Stderr, usage, prog)
+		if len(e.Args) == 0 {
+			return ExitUsage
+		}
+		return ExitOK
+	}
+	c := &command{Env: e, name: e.Args[0]}
+	switch c.name {
+	case "run":
+		return c.run(ctx)
+	case "functions":
+		return c.functions()
+	case "validate":
+		return c.validate()
+	case "send":
+		return c.send(ctx)
+	case "peek":
+		return c.peek(ctx)
+	}
+	fmt.Fprintf(e.Stderr, "jobhost: unknown command %q\n", c.name)
+	fmt.Fprintf(e.Stderr, usage, prog)
+	return ExitUsage
+}
+
+type command struct {
+	Env
+	name     string
+	fs       *flag.FlagSet
+	hostJSON string
+	local    string
+	dev      bool
+	output   string
+}
+
+// parse declares the common flags, lets add declare more, and parses.
+func (c *command) parse(add func(fs *flag.FlagSet)) bool {
+	c.fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
+	c.fs.SetOutput(c.Stderr)
+	c.fs.StringVar(&c.hostJSON, "host-json", "host.json", "host.json to read")
+	c.fs.StringVar(&c.local, "settings", "local.settings.json", "local.settings.json to read")
+	c.fs.BoolVar(&c.dev, "dev", false, "human-readable console logs")
+	if add != nil {
+		add(c.fs)
+	}
+	if err := c.fs.Parse(c.Args[1:]); err != nil {
+		return false
+	}
+	if c.fs.NArg() > 0 {
+		fmt.Fprintf(c.Stderr, "jobhost %s: unexpected argument %q\n", c.name, c.fs.Arg(0))
+		return false
+	}
+	return true
+}
+
+func (c *command) explicit(name string) bool {
+	found := false
+	c.fs.Visit(func(f *flag.Flag) { found = found || f.Name == name })
+	return found
+}
+
+// load reads settings and host.json; problems are printed one per line.
+func (c *command) load() (*runtime.Config, *runtime.AppSettings, bool) {
+	settings, err := runtime.LoadAppSettings(c.Environ, c.local, c.explicit("settings"))
+	if err != nil {
+		c.problems(err)
+		return nil, nil, false
+	}
+	cfg, err := runtime.LoadConfig(c.hostJSON, c.explicit("host-json"), settings)
+	if err != nil {
+		c.problems(err)
+		return nil, nil, false
+	}
+	if env, _ := settings.Lookup("AZURE_FUNCTIONS_ENVIRONMENT"); c.dev || strings.EqualFold(env, "Development") {
+		cfg.LogFormat = "console"
+	}
+	return cfg, settings, true
+}
+
+func (c *command) problems(err error) {
+	var ce *runtime.ConfigError
+	if errors.As(err, &ce) {
+		for _, p := range ce.Problems {
+			fmt.Fprintln(c.Stderr, "jobhost: "+runtime.Redact(p.String()))
+		}
+		return
+	}
+	fmt.Fprintln(c.Stderr, "jobhost: "+runtime.Redact(err.Error()))
+}
+
+func (c *command) host(cfg *runtime.Config, settings *runtime.AppSettings) (*runtime.Host, *runtime.Logs, bool) {
+	logs, err := runtime.NewLogs(runtime.LogOptions{Format: cfg.LogFormat, Levels: cfg.LogLevels, Output: writeSyncer(c.Stderr)})
+	if err != nil {
+		c.problems(err)
+		return nil, nil, false
+	}
+	h, err := runtime.New(runtime.Options{Registry: c.Registry, Config: cfg, Settings: settings, Logs: logs, Open: c.Open})
+	if err != nil {
+		c.problems(err)
+		return nil, nil, false
+	}
+	return h, logs, true
+}
+
+func (c *command) run(ctx context.Context) int {
+	if !c.parse(nil) {
+		return ExitUsage
+	}
+	cfg, settings, ok := c.load()
+	if !ok {
+		return ExitUsage
+	}
+	h, logs, ok := c.host(cfg, settings)
+	if !ok {
+		return ExitUsage
+	}
+	defer logs.Sync()
+	if err := h.Run(ctx); err != nil {
+		logs.Category(runtime.CategoryHost).Error("host failed: " + err.Error())
+		return ExitFailed
+	}
+	return ExitOK
+}
+
+func (c *command) validate() int {
+	if !c.parse(nil) {
+		return ExitUsage
+	}
+	cfg, settings, ok := c.load()
+	if !ok {
+		return ExitUsage
+	}
+	h, _, ok := c.host(cfg, settings)
+	if !ok {
+		return ExitUsage
+	}
+	for _, w := range cfg.Warnings {
+		fmt.Fprintln(c.Stderr, "warning: "+w)
+	}
+	fmt.Fprintf(c.Stdout, "ok: %d function(s), host.json and settings valid\n", len(h.Functions()))
+	return ExitOK
+}
+
+// functionInfo is one row of `functions --output json`.
+type functionInfo struct {
+	Name               string `json:"name"`
+	Queue              string `json:"queue"`
+	QueueExpression    string `json:"queueExpression"`
+	Connection         string `json:"connection"`
+	ArgType            string `json:"argType"`
+	BatchSize          int    `json:"batchSize"`
+	NewBatchThreshold  int    `json:"newBatchThreshold"`
+	MaxDequeueCount    int    `json:"maxDequeueCount"`
+	MaxPollingInterval string `json:"maxPollingInterval"`
+	VisibilityTimeout  string `json:"visibilityTimeout"`
+	LeaseDuration      string `json:"leaseDuration"`
+	MessageEncoding    string `json:"messageEncoding"`
+	FunctionTimeout    string `json:"functionTimeout"`
+	PoisonQueue        string `json:"poisonQueue"`
+	Disabled           bool   `json:"disabled"`
+}
+
+func (c *command) functions() int {
+	if !c.parse(func(fs *flag.FlagSet) { fs.StringVar(&c.output, "output", "table", "table or json") }) {
+		return ExitUsage
+	}
+	cfg, settings, ok := c.load()
+	if !ok {
+		return ExitUsage
+	}
+	h, _, ok := c.host(cfg, settings)
+	if !ok {
+		return ExitUsage
+	}
+	var rows []functionInfo
+	for _, fc := range h.Functions() {
+		q := fc.Queues
+		timeout := "none"
+		if fc.FunctionTimeout > 0 {
+			timeout = runtime.FormatTimeSpan(fc.FunctionTimeout)
+		}
+		rows = append(rows, functionInfo{
+			Name: fc.Name(), Queue: fc.Queue, QueueExpression: fc.Definition.Trigger.Queue, Connection: fc.Connection,
+			ArgType: fc.Definition.ArgType, BatchSize: q.BatchSize, NewBatchThreshold: q.NewBatchThreshold,
+			MaxDequeueCount: q.MaxDequeueCount, MaxPollingInterval: runtime.FormatTimeSpan(q.MaxPollingInterval),
+			VisibilityTimeout: runtime.FormatTimeSpan(q.VisibilityTimeout), LeaseDuration: runtime.FormatTimeSpan(q.LeaseDuration),
+			MessageEncoding: string(q.MessageEncoding), FunctionTimeout: timeout,
+			PoisonQueue: azurequeue.PoisonQueueName(fc.Queue), Disabled: fc.Disabled,
+		})
+	}
+	switch c.output {
+	case "json":
+		enc := json.NewEncoder(c.Stdout)
+		enc.SetIndent("", "  ")
+		if rows == nil {
+			rows = []functionInfo{}
+		}
+		_ = enc.Encode(rows)
+	case "table":
+		if len(rows) == 0 {
+			fmt.Fprintln(c.Stdout, "no functions are registered in this binary (build your own worker that calls cli.Main; see README)")
+			return ExitOK
+		}
+		tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "FUNCTION\tQUEUE\tARGUMENT\tBATCH\tTHRESHOLD\tMAX DEQUEUE\tLEASE\tVISIBILITY\tENCODING\tTIMEOUT")
+		for _, r := range rows {
+			name := r.Name
+			if r.Disabled {
+				name += " (disabled)"
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", name, r.Queue, r.ArgType, r.BatchSize,
+				r.NewBatchThreshold, r.MaxDequeueCount, r.LeaseDuration, r.VisibilityTimeout, r.MessageEncoding, r.FunctionTimeout)
+		}
+		_ = tw.Flush()
+	default:
+		fmt.Fprintf(c.Stderr, "jobhost functions: --output must be table or json, got %q\n", c.output)
+		return ExitUsage
+	}
+	return ExitOK
+}
+
+// queueFlags are the flags of send and peek.
+type queueFlags struct {
+	queue, connection, encoding string
+}
+
+func (q *queueFlags) add(fs *flag.FlagSet) {
+	fs.StringVar(&q.queue, "queue", "", "queue name (may use %Setting%)")
+	fs.StringVar(&q.connection, "connection", "Storage", "connection name (app setting AzureWebJobs<name> or <name>)")
+	fs.StringVar(&q.encoding, "encoding", "", "base64 or none (default: the queue's function setting, else host.json)")
+}
+
+// open resolves the queue and its encoding, and opens a driver on it.
+func (c *command) openQueue(q *queueFlags) (*azurequeue.Driver, bindings.Encoding, bool) {
+	if q.queue == "" {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --queue is required\n", c.name)
+		return nil, "", false
+	}
+	cfg, settings, ok := c.load()
+	if !ok {
+		return nil, "", false
+	}
+	settings = settings.WithDefaults(c.Registry.SettingDefaults())
+	name, err := settings.Expand(q.queue)
+	if err == nil {
+		name = strings.ToLower(name)
+		err = azurequeue.ValidateQueueName(name)
+	}
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, err)
+		return nil, "", false
+	}
+	enc := cfg.Queues.MessageEncoding
+	// A function bound to this queue decides how its messages are encoded.
+	if funcs, _, err := runtime.ResolveFunctions(cfg, c.Registry, settings); err == nil {
+		for _, fc := range funcs {
+			if fc.Queue == name {
+				enc = fc.Queues.MessageEncoding
+			}
+		}
+	}
+	if q.encoding != "" {
+		if enc, err = bindings.ParseEncoding(q.encoding); err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost %s: --encoding: %v\n", c.name, err)
+			return nil, "", false
+		}
+	}
+	svc, err := azurequeue.NewServiceClient(q.connection, settings.Lookup)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
+		return nil, "", false
+	}
+	return azurequeue.New(svc, name, azurequeue.Options{}), enc, true
+}
+
+// maxMessageBytes is the Storage Queue limit on a stored message.
+const maxMessageBytes = 64 * 1024
+
+func (c *command) send(ctx context.Context) int {
+	var q queueFlags
+	var text, file string
+	if !c.parse(func(fs *flag.FlagSet) {
+		q.add(fs)
+		fs.StringVar(&text, "json", "", "the message, as JSON text")
+		fs.StringVar(&file, "file", "", "a file holding the message")
+	}) {
+		return ExitUsage
+	}
+	var payload []byte
+	switch {
+	case (text == "") == (file == ""):
+		fmt.Fprintln(c.Stderr, "jobhost send: give exactly one of --json TEXT or --file F")
+		return ExitUsage
+	case text != "":
+		if !json.Valid([]byte(text)) {
+			fmt.Fprintln(c.Stderr, "jobhost send: --json is not valid JSON (use --file to send other text)")
+			return ExitUsage
+		}
+		payload = []byte(text)
+	default:
+		b, err := os.ReadFile(file)
+		if err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost send: --file: %v\n", err)
+			return ExitUsage
+		}
+		payload = b
+	}
+	drv, enc, ok := c.openQueue(&q)
+	if !ok {
+		return ExitUsage
+	}
+	body := enc.Encode(payload)
+	if len(body) > maxMessageBytes {
+		fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", len(body), enc, maxMessageBytes)
+		return ExitUsage
+	}
+	if err := drv.Create(ctx); err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost send: creating queue %s: %s\n", q.queue, runtime.Redact(err.Error()))
+		return ExitFailed
+	}
+	id, err := drv.Send(ctx, string(body))
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", runtime.Redact(err.Error()))
+		return ExitFailed
+	}
+	fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, drv.Name(), len(body), enc)
+	return ExitOK
+}
+
+// peeked is one row of `peek --output json`.
+type peeked struct {
+	ID             string `json:"id"`
+	DequeueCount   int64  `json:"dequeueCount"`
+	InsertionTime  string `json:"insertionTime"`
+	ExpirationTime string `json:"expirationTime"`
+	Text           string `json:"text"`
+	Payload        string `json:"payload,omitempty"`
+	DecodeError    string `json:"decodeError,omitempty"`
+}
+
+func (c *command) peek(ctx context.Context) int {
+	var q queueFlags
+	n := 1
+	if !c.parse(func(fs *flag.FlagSet) {
+		q.add(fs)
+		fs.IntVar(&n, "n", 1, "number of messages (1..32)")
+		fs.StringVar(&c.output, "output", "table", "table or json")
+	}) {
+		return ExitUsage
+	}
+	if n < 1 || n > 32 {
+		fmt.Fprintf(c.Stderr, "jobhost peek: -n must be from 1 to 32, got %d\n", n)
+		return ExitUsage
+	}
+	if c.output != "table" && c.output != "json" {
+		fmt.Fprintf(c.Stderr, "jobhost peek: --output must be table or json, got %q\n", c.output)
+		return ExitUsage
+	}
+	drv, enc, ok := c.openQueue(&q)
+	if !ok {
+		return ExitUsage
+	}
+	msgs, err := drv.Peek(ctx, n)
+	if err != nil {
+		if errors.Is(err, triggers.ErrNotFound) {
+			fmt.Fprintf(c.Stderr, "jobhost peek: queue %s does not exist\n", drv.Name())
+		} else {
+			fmt.Fprintf(c.Stderr, "jobhost peek: %s\n", runtime.Redact(err.Error()))
+		}
+		return ExitFailed
+	}
+	rows := make([]peeked, 0, len(msgs))
+	for _, m := range msgs {
+		r := peeked{ID: m.ID, DequeueCount: m.DequeueCount, InsertionTime: m.InsertionTime.UTC().Format("2006-01-02T15:04:05Z"),
+			ExpirationTime: m.ExpirationTime.UTC().Format("2006-01-02T15:04:05Z"), Text: m.Text()}
+		if p, err := enc.Decode(m.Body); err != nil {
+			r.DecodeError = err.Error()
+		} else if enc != bindings.None {
+			r.Payload = string(p)
+		}
+		rows = append(rows, r)
+	}
+	if c.output == "json" {
+		enc := json.NewEncoder(c.Stdout)
+		enc.SetIndent("", "  ")
+		_ = enc.Encode(rows)
+		return ExitOK
+	}
+	if len(rows) == 0 {
+		fmt.Fprintf(c.Stdout, "queue %s is empty\n", drv.Name())
+		return ExitOK
+	}
+	sort.SliceStable(rows, func(i, j int) bool { return rows[i].InsertionTime < rows[j].InsertionTime })
+	for _, r := range rows {
+		fmt.Fprintf(c.Stdout, "%s  dequeueCount=%d  inserted=%s\n", r.ID, r.DequeueCount, r.InsertionTime)
+		switch {
+		case r.DecodeError != "":
+			fmt.Fprintf(c.Stdout, "  text: %s\n  (%s)\n", r.Text, r.DecodeError)
+		case r.Payload != "":
+			fmt.Fprintf(c.Stdout, "  %s\n", r.Payload)
+		default:
+			fmt.Fprintf(c.Stdout, "  %s\n", r.Text)
+		}
+	}
+	return ExitOK
+}

@@ -1,0 +1,194 @@
+// Package runtime is the jobhost host: it loads host.json and app settings,
+// discovers the registered functions, opens one trigger driver per function
+// and runs the WebJobs queue-trigger behaviour over it — polling with
+// randomized exponential backoff, batch + threshold concurrency, visibility
+// lease renewal, retries, poison after maxDequeueCount and graceful shutdown —
+// the same for every driver.
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// Log categories, as logging.logLevel names them.
+const (
+	CategoryHost     = "Host.Startup"
+	CategoryListener = "Host.Triggers.Queues"
+	// CategoryFunction is followed by ".<Name>" for invocation results and
+	// ".<Name>.User" for the logger functions get from functions.Logger.
+	CategoryFunction = "Function"
+)
+
+// OpenFunc opens the trigger driver of one function.
+type OpenFunc func(ctx context.Context, fc *FunctionConfig) (triggers.Driver, error)
+
+// Options configure a Host. Zero fields take defaults.
+type Options struct {
+	// Registry holds the functions to run (default functions.Default).
+	Registry *functions.Registry
+	// Config is the loaded host.json (default DefaultConfig()).
+	Config *Config
+	// Settings are the app settings (default: the process environment).
+	Settings *AppSettings
+	// Logs receives the host's logs (default: JSON to stderr).
+	Logs *Logs
+	// Open opens a function's driver (default: the Azure Storage Queue of
+	// the function's connection).
+	Open OpenFunc
+}
+
+// Host runs registered functions until its context ends.
+type Host struct {
+	cfg      *Config
+	settings *AppSettings
+	funcs    []*FunctionConfig
+	logs     *Logs
+	log      *zap.Logger
+	open     OpenFunc
+}
+
+// New resolves the functions and checks their connections without
+// connecting. Every problem is returned at once in a *ConfigError.
+func New(o Options) (*Host, error) {
+	if o.Registry == nil {
+		o.Registry = functions.Default
+	}
+	if o.Config == nil {
+		o.Config = DefaultConfig()
+	}
+	if o.Settings == nil {
+		o.Settings, _ = LoadAppSettings(os.Environ(), "", false)
+	}
+	if o.Logs == nil {
+		l, err := NewLogs(LogOptions{Format: o.Config.LogFormat, Levels: o.Config.LogLevels})
+		if err != nil {
+			return nil, err
+		}
+		o.Logs = l
+	}
+	o.Settings = o.Settings.WithDefaults(o.Registry.SettingDefaults())
+	funcs, warns, err := ResolveFunctions(o.Config, o.Registry, o.Settings)
+	if err != nil {
+		return nil, err
+	}
+	h := &Host{cfg: o.Config, settings: o.Settings, funcs: funcs, logs: o.Logs,
+		log: o.Logs.Category(CategoryHost), open: o.Open}
+	if h.open == nil {
+		az := newAzureOpener(o.Settings)
+		if probs := az.check(funcs); len(probs) > 0 {
+			return nil, &ConfigError{Problems: probs}
+		}
+		h.open = az.open
+	}
+	for _, w := range append(append([]string(nil), o.Config.Warnings...), warns...) {
+		h.log.Warn("configuration: " + w)
+	}
+	return h, nil
+}
+
+// Functions returns the resolved functions.
+func (h *Host) Functions() []*FunctionConfig { return h.funcs }
+
+// Run listens for every enabled function until ctx ends (like WebJobs'
+// RunAndBlock), then stops polling, lets in-flight functions finish within
+// jobhost.shutdownTimeout, cancels the contexts of those still running and
+// returns. A message whose function did not finish is not deleted: it
+// reappears when its lease ends.
+func (h *Host) Run(ctx context.Context) error {
+	if len(h.funcs) == 0 {
+		return errors.New("no functions are registered")
+	}
+	// hard is cancelled when the shutdown timeout passes; functions run
+	// under it, not under ctx, so a stop signal does not cut them short.
+	hard, cancelHard := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHard()
+
+	var listeners []*listener
+	defer func() {
+		for _, l := range listeners {
+			if err := l.drv.Close(); err != nil {
+				h.log.Warn("closing trigger", zap.String("function", l.fc.Name()), zap.Error(err))
+			}
+		}
+	}()
+	for _, fc := range h.funcs {
+		if fc.Disabled {
+			h.log.Info("function disabled", zap.String("function", fc.Name()))
+			continue
+		}
+		drv, err := h.open(ctx, fc)
+		if err != nil {
+			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
+		}
+		listeners = append(listeners, newListener(fc, drv, h.logs, hard))
+	}
+	if len(listeners) == 0 {
+		return errors.New("every function is disabled")
+	}
+	var polling sync.WaitGroup
+	for _, l := range listeners {
+		h.log.Info("listening", zap.String("function", l.fc.Name()), zap.String("queue", l.fc.Queue),
+			zap.Int("batchSize", l.fc.Queues.BatchSize), zap.Int("newBatchThreshold", l.fc.Queues.NewBatchThreshold),
+			zap.Int("maxDequeueCount", l.fc.Queues.MaxDequeueCount))
+		polling.Go(func() { l.poll(ctx) })
+	}
+	h.log.Info("host started", zap.Int("functions", len(listeners)))
+	<-ctx.Done()
+	polling.Wait()
+
+	inflight := 0
+	for _, l := range listeners {
+		inflight += l.running()
+	}
+	h.log.Info("host stopping: polling stopped", zap.Int("inFlight", inflight),
+		zap.Duration("shutdownTimeout", h.cfg.ShutdownTimeout))
+	done := make(chan struct{})
+	go func() {
+		for _, l := range listeners {
+			l.invocations.Wait()
+		}
+		close(done)
+	}()
+	timer := time.NewTimer(h.cfg.ShutdownTimeout)
+	defer timer.Stop()
+	select {
+	case <-done:
+		h.log.Info("host stopped")
+		return nil
+	case <-timer.C:
+	}
+	left := 0
+	for _, l := range listeners {
+		left += l.running()
+	}
+	h.log.Warn("shutdown timeout passed: cancelling running functions; their messages stay in the queue",
+		zap.Int("running", left))
+	cancelHard()
+	grace := time.NewTimer(cancelGrace)
+	defer grace.Stop()
+	select {
+	case <-done:
+		h.log.Info("host stopped")
+	case <-grace.C:
+		left = 0
+		for _, l := range listeners {
+			left += l.running()
+		}
+		h.log.Error("functions ignored cancellation; exiting without them (their messages stay in the queue)",
+			zap.Int("running", left))
+	}
+	return nil
+}
+
+// cancelGrace is how long Run waits for cancelled functions to return.
+const cancelGrace = 5 * time.Second

@@ -1,0 +1,303 @@
+package runtime
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.uber.org/zap"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// Outcomes logged on the completion line of every invocation.
+const (
+	OutcomeSucceeded = "succeeded"
+	OutcomeFailed    = "failed"
+	OutcomePoisoned  = "poisoned"
+	// OutcomeCancelled: the host stopped before the function finished; the
+	// message is left in the queue and reappears when its lease ends.
+	OutcomeCancelled = "cancelled"
+)
+
+// settleTimeout bounds one complete/retry/poison/renew call.
+const settleTimeout = 30 * time.Second
+
+// listener polls one function's queue and runs its invocations.
+type listener struct {
+	fc      *FunctionConfig
+	drv     triggers.Driver
+	log     *zap.Logger // listener category
+	results *zap.Logger // Function.<Name>
+	user    *zap.Logger // Function.<Name>.User
+	hard    context.Context
+
+	mu          sync.Mutex
+	inflight    int
+	freed       chan struct{} // signalled when an invocation ends
+	invocations sync.WaitGroup
+}
+
+func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context) *listener {
+	cat := CategoryFunction + "." + fc.Name()
+	return &listener{
+		fc: fc, drv: drv, hard: hard,
+		log:     logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
+		results: logs.Category(cat),
+		user:    logs.Category(cat + ".User").With(zap.String("function", fc.Name())),
+		freed:   make(chan struct{}, 1),
+	}
+}
+
+func (l *listener) running() int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.inflight
+}
+
+// poll is the polling loop; it returns when ctx ends.
+func (l *listener) poll(ctx context.Context) {
+	q := l.fc.Queues
+	bo := newBackoff(MinPollingInterval, q.MaxPollingInterval)
+	failing := 0
+	for {
+		// Poll again only when in-flight work is at or below the threshold.
+		for l.running() > q.NewBatchThreshold {
+			select {
+			case <-ctx.Done():
+				return
+			case <-l.freed:
+			}
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		msgs, err := l.receive(ctx)
+		if err != nil {
+			failing++
+			wait := bo.next()
+			l.logPollError(err, failing, wait, bo.atMax())
+			if !sleep(ctx, wait) {
+				return
+			}
+			continue
+		}
+		if failing > 0 {
+			l.log.Info("queue reachable again", zap.Int("failedPolls", failing))
+			failing = 0
+		}
+		if ctx.Err() != nil {
+			// Stopped while receiving: give the messages back at once.
+			l.release(msgs)
+			return
+		}
+		if len(msgs) == 0 {
+			if !sleep(ctx, bo.next()) {
+				return
+			}
+			continue
+		}
+		bo.reset()
+		for _, m := range msgs {
+			l.mu.Lock()
+			l.inflight++
+			l.mu.Unlock()
+			l.invocations.Go(func() { l.process(m) })
+		}
+	}
+}
+
+// receive polls once. The poll itself is not cut short by ctx, so that a
+// stop signal never loses the reply to a dequeue (which would hide its
+// messages for a whole lease).
+func (l *listener) receive(ctx context.Context) ([]*triggers.Message, error) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	return l.drv.Receive(rctx, l.fc.Queues.BatchSize, l.fc.Queues.LeaseDuration)
+}
+
+func (l *listener) logPollError(err error, n int, wait time.Duration, atMax bool) {
+	fields := []zap.Field{zap.Error(err), zap.Int("failedPolls", n), zap.Duration("retryIn", wait)}
+	// The first failure and then one line per maxPollingInterval: an outage
+	// is reported without flooding the log.
+	level := l.log.Debug
+	if n == 1 || atMax {
+		level = l.log.Warn
+	}
+	if errors.Is(err, triggers.ErrNotFound) {
+		level("queue does not exist; waiting for it (set extensions.queues.createQueues to create it)", fields...)
+		return
+	}
+	level("polling the queue failed", fields...)
+}
+
+func (l *listener) release(msgs []*triggers.Message) {
+	for _, m := range msgs {
+		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+		if err := l.drv.Retry(ctx, m, 0); err != nil {
+			l.log.Warn("could not release a message at shutdown; it reappears when its lease ends",
+				zap.String("messageId", m.ID), zap.Error(err))
+		}
+		cancel()
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// process runs one message to its settlement.
+func (l *listener) process(m *triggers.Message) {
+	defer func() {
+		l.mu.Lock()
+		l.inflight--
+		l.mu.Unlock()
+		select {
+		case l.freed <- struct{}{}:
+		default:
+		}
+	}()
+	start := time.Now()
+	id := uuid.NewString()
+	q := l.fc.Queues
+
+	var (
+		outcome string
+		runErr  error
+	)
+	switch payload, err := q.MessageEncoding.Decode(m.Body); {
+	case int(m.DequeueCount) > q.MaxDequeueCount:
+		runErr = fmt.Errorf("dequeue count %d is over maxDequeueCount %d (an earlier attempt did not finish)", m.DequeueCount, q.MaxDequeueCount)
+		outcome = l.poison(m, id, runErr)
+	case err != nil:
+		runErr = err
+		outcome = l.poison(m, id, runErr)
+	default:
+		runErr = l.invoke(m, id, payload)
+		outcome = l.settle(m, id, runErr)
+	}
+	fields := []zap.Field{
+		zap.String("function", l.fc.Name()), zap.String("invocationId", id), zap.String("queue", l.fc.Queue),
+		zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
+		zap.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+	}
+	if runErr != nil {
+		fields = append(fields, zap.String("error", runErr.Error()))
+	}
+	l.results.Info("invocation "+outcome, fields...)
+}
+
+// invoke calls the function with its lease renewed, its timeout applied and
+// panics recovered.
+func (l *listener) invoke(m *triggers.Message, id string, payload []byte) (err error) {
+	stop := l.renew(m)
+	defer stop()
+	ctx := l.hard
+	if t := l.fc.FunctionTimeout; t > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, t)
+		defer cancel()
+	}
+	ctx = functions.WithInvocation(ctx, l.user.With(zap.String("invocationId", id)), id)
+	defer func() {
+		if r := recover(); r != nil {
+			l.results.Error("function panicked", zap.String("function", l.fc.Name()), zap.String("invocationId", id),
+				zap.String("messageId", m.ID), zap.Any("panic", r), zap.String("stack", string(debug.Stack())))
+			err = fmt.Errorf("panic: %v", r)
+		}
+	}()
+	err = l.fc.Definition.Invoke(ctx, payload, m)
+	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && l.hard.Err() == nil {
+		err = fmt.Errorf("function timed out after %s: %w", l.fc.FunctionTimeout, err)
+	}
+	return err
+}
+
+// renew extends m's lease every half lease until the returned func is called;
+// that func waits for a renewal under way, so settlement uses the latest
+// receipt.
+func (l *listener) renew(m *triggers.Message) func() {
+	lease := l.fc.Queues.LeaseDuration
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		t := time.NewTicker(lease / 2)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+			err := l.drv.ExtendLease(ctx, m, lease)
+			cancel()
+			if err != nil {
+				l.log.Warn("renewing the message lease failed; another worker may receive it",
+					zap.String("messageId", m.ID), zap.Error(err))
+			} else {
+				l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
+			}
+		}
+	})
+	return func() { close(done); wg.Wait() }
+}
+
+// settle completes, retries or poisons m after an invocation.
+func (l *listener) settle(m *triggers.Message, id string, runErr error) string {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	var bindErr *bindings.Error
+	switch {
+	case runErr == nil:
+		if err := l.drv.Complete(ctx, m); err != nil {
+			l.log.Warn("function succeeded but the message could not be deleted; it will be delivered again",
+				zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
+		}
+		return OutcomeSucceeded
+	case errors.As(runErr, &bindErr):
+		return l.poison(m, id, runErr)
+	case l.hard.Err() != nil:
+		// Cancelled by shutdown: leave the message for its lease to end.
+		return OutcomeCancelled
+	case int(m.DequeueCount) >= l.fc.Queues.MaxDequeueCount:
+		return l.poison(m, id, runErr)
+	}
+	if err := l.drv.Retry(ctx, m, l.fc.Queues.VisibilityTimeout); err != nil {
+		l.log.Warn("could not make the failed message visible again; it reappears when its lease ends",
+			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
+	}
+	return OutcomeFailed
+}
+
+// poison moves m to the poison destination and logs why.
+func (l *listener) poison(m *triggers.Message, id string, reason error) string {
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	defer cancel()
+	poisonID, err := l.drv.DeadLetter(ctx, m, reason.Error())
+	if err != nil {
+		l.log.Error("could not move the message to poison; it stays in the queue",
+			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
+		if rerr := l.drv.Retry(ctx, m, max(l.fc.Queues.VisibilityTimeout, l.fc.Queues.MaxPollingInterval)); rerr != nil {
+			l.log.Warn("could not make the message visible again", zap.String("messageId", m.ID), zap.Error(rerr))
+		}
+		return OutcomeFailed
+	}
+	l.log.Warn("message moved to poison queue",
+		zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
+		zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error()))
+	return OutcomePoisoned
+}

@@ -1,0 +1,135 @@
+package runtime
+
+import (
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers/azurequeue"
+)
+
+// FunctionConfig is one function as the host runs it: its queue name
+// resolved and validated, and its effective settings.
+type FunctionConfig struct {
+	// Definition is the registered function.
+	Definition *functions.Definition
+	// Queue is the resolved, lower-cased queue name.
+	Queue string
+	// Connection is the connection name ("Storage" when not given).
+	Connection string
+	// Queues are the effective queue settings.
+	Queues QueueSettings
+	// FunctionTimeout limits one invocation; 0 means no limit.
+	FunctionTimeout time.Duration
+	// Disabled functions are listed but not run.
+	Disabled bool
+}
+
+// Name returns the function's name.
+func (f *FunctionConfig) Name() string { return f.Definition.Name }
+
+// ResolveFunctions applies settings to every function in reg: host.json
+// defaults, then the options given at registration, then host.json
+// jobhost.functions.<Name>. It reports every problem at once in a
+// *ConfigError: registration problems, unresolved %Setting% expressions,
+// invalid queue names and out-of-range values.
+func ResolveFunctions(cfg *Config, reg *functions.Registry, settings *AppSettings) ([]*FunctionConfig, []string, error) {
+	var probs []Problem
+	var warns []string
+	settings = settings.WithDefaults(reg.SettingDefaults())
+	for _, err := range reg.Problems() {
+		probs = append(probs, Problem{"functions", err.Error()})
+	}
+	defs := reg.Functions()
+	known := map[string]bool{}
+	var out []*FunctionConfig
+	for _, def := range defs {
+		known[strings.ToLower(def.Name)] = true
+		fc, p := resolveOne(cfg, def, settings)
+		probs = append(probs, p...)
+		if fc != nil {
+			out = append(out, fc)
+		}
+	}
+	for name := range cfg.Functions {
+		if !known[name] {
+			warns = append(warns, fmt.Sprintf("jobhost.functions.%s: no function of that name is registered, ignored", name))
+		}
+	}
+	if len(probs) > 0 {
+		return nil, warns, &ConfigError{Problems: probs}
+	}
+	return out, warns, nil
+}
+
+func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (*FunctionConfig, []Problem) {
+	var probs []Problem
+	key := "function " + def.Name
+	bad := func(what, msg string) { probs = append(probs, Problem{key + ": " + what, msg}) }
+
+	fc := &FunctionConfig{Definition: def, Connection: def.Trigger.Connection, FunctionTimeout: cfg.FunctionTimeout}
+	if fc.Connection == "" {
+		fc.Connection = "Storage"
+	}
+	queue, err := settings.Expand(def.Trigger.Queue)
+	if err != nil {
+		bad("queue", err.Error())
+	} else {
+		queue = strings.ToLower(queue)
+		if err := azurequeue.ValidateQueueName(queue); err != nil {
+			bad("queue", fmt.Sprintf("%q: %v", queue, err))
+		}
+		fc.Queue = queue
+	}
+
+	q := cfg.Queues
+	code := def.Settings
+	q = FunctionOverrides{
+		BatchSize: code.BatchSize, NewBatchThreshold: code.NewBatchThreshold,
+		MaxDequeueCount: code.MaxDequeueCount, MaxPollingInterval: code.MaxPollingInterval,
+		VisibilityTimeout: code.VisibilityTimeout, LeaseDuration: code.LeaseDuration,
+		MessageEncoding: code.MessageEncoding,
+	}.apply(q)
+	if code.FunctionTimeout != nil {
+		fc.FunctionTimeout = max(*code.FunctionTimeout, 0)
+	}
+	if o, ok := cfg.Functions[strings.ToLower(def.Name)]; ok {
+		q = o.apply(q)
+		if o.FunctionTimeout != nil {
+			fc.FunctionTimeout = *o.FunctionTimeout
+		}
+		if o.Disabled != nil {
+			fc.Disabled = *o.Disabled
+		}
+	}
+	if q.NewBatchThreshold < 0 {
+		q.NewBatchThreshold = defaultThreshold(q.BatchSize)
+	}
+	// Values set in code are checked here; host.json values were checked
+	// when loaded.
+	if q.BatchSize < 1 || q.BatchSize > maxBatchSize {
+		bad("batchSize", fmt.Sprintf("must be from 1 to %d, got %d", maxBatchSize, q.BatchSize))
+	}
+	if q.MaxDequeueCount < 1 {
+		bad("maxDequeueCount", fmt.Sprintf("must be at least 1, got %d", q.MaxDequeueCount))
+	}
+	if q.MaxPollingInterval < MinPollingInterval {
+		bad("maxPollingInterval", fmt.Sprintf("must be at least %s, got %s", MinPollingInterval, q.MaxPollingInterval))
+	}
+	if q.VisibilityTimeout < 0 || q.VisibilityTimeout > maxVisibility {
+		bad("visibilityTimeout", fmt.Sprintf("must be from 0 to 7 days, got %s", q.VisibilityTimeout))
+	}
+	if q.LeaseDuration < time.Second || q.LeaseDuration > maxVisibility {
+		bad("leaseDuration", fmt.Sprintf("must be from 1s to 7 days, got %s", q.LeaseDuration))
+	}
+	if q.MessageEncoding != bindings.Base64 && q.MessageEncoding != bindings.None {
+		bad("messageEncoding", fmt.Sprintf(`must be "base64" or "none", got %q`, q.MessageEncoding))
+	}
+	fc.Queues = q
+	if len(probs) > 0 {
+		return nil, probs
+	}
+	return fc, nil
+}

@@ -1,0 +1,101 @@
+// Package triggers defines the small contract between the jobhost runtime and a
+// message broker: receive a batch, complete, retry after a delay, extend the
+// lease, dead-letter and close. A driver implements [Driver] for one queue or
+// subscription; the runtime (package runtime) holds all policy — polling,
+// backoff, concurrency, lease renewal scheduling, retry and poison decisions —
+// so every driver gets the same behaviour.
+//
+// Drivers know nothing of the host. Every driver must pass the conformance
+// suite in package triggers/drivertest.
+package triggers
+
+import (
+	"context"
+	"errors"
+	"time"
+)
+
+// Message is one message received from a trigger source, with its broker
+// metadata. The runtime hands the same *Message to the function.
+//
+// Fields a driver changes while the message is in flight (PopReceipt,
+// NextVisibleTime) are only changed by ExtendLease, Retry, Complete and
+// DeadLetter, which the runtime never calls concurrently for one message.
+type Message struct {
+	// ID is the broker's message id.
+	ID string
+	// Body is the message exactly as stored on the broker (for Azure Storage
+	// Queues, the message text, which is base64 under messageEncoding base64).
+	// Poisoning copies it unchanged.
+	Body []byte
+	// DequeueCount is how many times the message has been delivered,
+	// including this delivery (1 on the first).
+	DequeueCount int64
+	// InsertionTime is when the message was enqueued.
+	InsertionTime time.Time
+	// ExpirationTime is when the broker drops the message (zero if never).
+	ExpirationTime time.Time
+	// NextVisibleTime is when the message becomes visible to other receivers
+	// unless it is settled or its lease is extended first.
+	NextVisibleTime time.Time
+	// PopReceipt is the Storage Queue receipt needed to update or delete the
+	// message; drivers without one leave it empty.
+	PopReceipt string
+	// Properties holds broker properties or headers, if the broker has any.
+	Properties map[string]string
+	// Source names the queue or subscription the message came from.
+	Source string
+
+	// DriverData is private to the driver that produced the message.
+	DriverData any
+}
+
+// Text returns the raw message text (Body as a string).
+func (m *Message) Text() string { return string(m.Body) }
+
+// Driver is one queue or subscription on a broker. Methods may be called
+// concurrently for different messages; for one message the runtime calls them
+// one at a time. A method given a message that the broker no longer holds
+// (already settled, or its lease lost to another receiver) returns an error
+// that wraps ErrLeaseLost.
+type Driver interface {
+	// Receive returns at most max messages, each hidden from other receivers
+	// for lease. It returns promptly with an empty slice and a nil error when
+	// none are available; it does not long-poll for longer than a few seconds.
+	// When the queue does not exist it returns an error wrapping ErrNotFound.
+	Receive(ctx context.Context, max int, lease time.Duration) ([]*Message, error)
+
+	// Complete removes a successfully processed message from the queue.
+	Complete(ctx context.Context, m *Message) error
+
+	// Retry gives up this delivery: the message becomes visible to receivers
+	// again after delay (0 means at once), with its body unchanged, and its
+	// DequeueCount on the next delivery is one more than now.
+	Retry(ctx context.Context, m *Message, delay time.Duration) error
+
+	// ExtendLease keeps the message hidden for lease from now. Drivers for
+	// brokers without leases return nil.
+	ExtendLease(ctx context.Context, m *Message, lease time.Duration) error
+
+	// DeadLetter moves the message to the poison destination with its body
+	// (and properties, where the broker has them) unchanged, then removes the
+	// original. reason says why, for brokers that can store it. It returns the
+	// id of the poison copy when the broker gives one. If the copy cannot be
+	// made the original is left in place and an error is returned: a message is
+	// never lost.
+	DeadLetter(ctx context.Context, m *Message, reason string) (poisonID string, err error)
+
+	// PoisonDestination names where DeadLetter sends messages, for logs; empty
+	// when the driver has none.
+	PoisonDestination() string
+
+	// Close releases the driver's resources. It does not settle messages.
+	Close() error
+}
+
+var (
+	// ErrNotFound means the queue or subscription does not exist.
+	ErrNotFound = errors.New("queue not found")
+	// ErrLeaseLost means the message is no longer held by this receiver.
+	ErrLeaseLost = errors.New("message lease lost")
+)
