@@ -3,6 +3,7 @@ package azurequeue_test
 import (
 	"context"
 	"errors"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -336,6 +337,9 @@ func TestInvalidQueueName(t *testing.T) {
 // driver made before the outage works after it.
 func TestRestart(t *testing.T) {
 	t.Parallel()
+	if os.Getenv(azuritetest.EnvConnection) != "" {
+		t.Skipf("%s is set: an external Azurite cannot be stopped", azuritetest.EnvConnection)
+	}
 	srv := azuritetest.Start(t, azuritetest.Options{Location: t.TempDir()})
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()

@@ -45,7 +45,7 @@ const (
 	// missing Azurite into a test failure instead of a skip.
 	EnvRequire = "JOBHOST_REQUIRE_AZURITE"
 
-	// accountKey is Azurite's well-known, public development key.
+	// Azurite's well-known account and its public development key.
 	accountName = "devstoreaccount1"
 	accountKey  = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 
