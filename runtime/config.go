@@ -14,6 +14,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
 )
 
 // QueueSettings are the effective extensions.queues settings of one function.
@@ -63,16 +64,10 @@ type Config struct {
 }
 
 // FunctionOverrides are one function's settings from host.json
-// jobhost.functions.<Name>; nil fields are not set.
+// jobhost.functions.<Name>: the settings a function can be given in code,
+// plus Disabled. Nil fields are not set.
 type FunctionOverrides struct {
-	BatchSize          *int
-	NewBatchThreshold  *int
-	MaxDequeueCount    *int
-	MaxPollingInterval *time.Duration
-	VisibilityTimeout  *time.Duration
-	LeaseDuration      *time.Duration
-	MessageEncoding    *bindings.Encoding
-	FunctionTimeout    *time.Duration
+	functions.Settings
 	// Disabled stops the host from listening for the function.
 	Disabled *bool
 }
@@ -325,7 +320,7 @@ func (d *decoder) extensions(cfg *Config, val any) {
 		}
 		var o FunctionOverrides
 		d.queueKeys("extensions.queues.", "extensions.queues.", q, &o, &cfg.Queues.CreateQueues)
-		cfg.Queues = o.apply(cfg.Queues)
+		cfg.Queues = overlay(cfg.Queues, o.Settings)
 	}
 }
 
@@ -535,8 +530,8 @@ func show(v any) string {
 	return fmt.Sprint(v)
 }
 
-// apply returns q with o's queue settings laid over it.
-func (o FunctionOverrides) apply(q QueueSettings) QueueSettings {
+// overlay returns q with the queue settings set in o laid over it.
+func overlay(q QueueSettings, o functions.Settings) QueueSettings {
 	if o.BatchSize != nil {
 		q.BatchSize = *o.BatchSize
 	}

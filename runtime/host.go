@@ -55,6 +55,7 @@ type Host struct {
 	logs     *Logs
 	log      *zap.Logger
 	open     OpenFunc
+	warnings []string
 }
 
 // New resolves the functions and checks their connections without
@@ -90,11 +91,13 @@ func New(o Options) (*Host, error) {
 		}
 		h.open = az.open
 	}
-	for _, w := range append(append([]string(nil), o.Config.Warnings...), warns...) {
-		h.log.Warn("configuration: " + w)
-	}
+	h.warnings = append(append([]string(nil), o.Config.Warnings...), warns...)
 	return h, nil
 }
+
+// Warnings lists the ignored settings (unknown keys, overrides for functions
+// that are not registered); Run logs them at start.
+func (h *Host) Warnings() []string { return h.warnings }
 
 // Functions returns the resolved functions.
 func (h *Host) Functions() []*FunctionConfig { return h.funcs }
@@ -107,6 +110,9 @@ func (h *Host) Functions() []*FunctionConfig { return h.funcs }
 func (h *Host) Run(ctx context.Context) error {
 	if len(h.funcs) == 0 {
 		return errors.New("no functions are registered")
+	}
+	for _, w := range h.warnings {
+		h.log.Warn("configuration: " + w)
 	}
 	// hard is cancelled when the shutdown timeout passes; functions run
 	// under it, not under ctx, so a stop signal does not cut them short.

@@ -84,19 +84,12 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 		fc.Queue = queue
 	}
 
-	q := cfg.Queues
-	code := def.Settings
-	q = FunctionOverrides{
-		BatchSize: code.BatchSize, NewBatchThreshold: code.NewBatchThreshold,
-		MaxDequeueCount: code.MaxDequeueCount, MaxPollingInterval: code.MaxPollingInterval,
-		VisibilityTimeout: code.VisibilityTimeout, LeaseDuration: code.LeaseDuration,
-		MessageEncoding: code.MessageEncoding,
-	}.apply(q)
-	if code.FunctionTimeout != nil {
-		fc.FunctionTimeout = max(*code.FunctionTimeout, 0)
+	q := overlay(cfg.Queues, def.Settings)
+	if t := def.Settings.FunctionTimeout; t != nil {
+		fc.FunctionTimeout = max(*t, 0)
 	}
 	if o, ok := cfg.Functions[strings.ToLower(def.Name)]; ok {
-		q = o.apply(q)
+		q = overlay(q, o.Settings)
 		if o.FunctionTimeout != nil {
 			fc.FunctionTimeout = *o.FunctionTimeout
 		}

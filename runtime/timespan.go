@@ -59,7 +59,7 @@ func FormatTimeSpan(d time.Duration) string {
 	}
 	s := fmt.Sprintf("%s%s%02d:%02d:%02d", sign, days, t/ticksPerHour%24, t/ticksPerMin%60, t/ticksPerSec%60)
 	if f := t % ticksPerSec; f != 0 {
-		s += fmt.Sprintf(".%07d", f)
+		s += strings.TrimRight(fmt.Sprintf(".%07d", f), "0")
 	}
 	return s
 }

@@ -85,7 +85,7 @@ func TestFormatTimeSpan(t *testing.T) {
 		{0, "00:00:00"},
 		{2 * time.Second, "00:00:02"},
 		{time.Minute, "00:01:00"},
-		{100 * time.Millisecond, "00:00:00.1000000"},
+		{100 * time.Millisecond, "00:00:00.1"},
 		{100 * time.Nanosecond, "00:00:00.0000001"},
 		{24 * time.Hour, "1.00:00:00"},
 		{-(26*time.Hour + time.Second), "-1.02:00:01"},

@@ -180,15 +180,21 @@ func (c *command) host(cfg *runtime.Config, settings *runtime.AppSettings) (*run
 	return h, logs, true
 }
 
-func (c *command) run(ctx context.Context) int {
-	if !c.parse(nil) {
-		return ExitUsage
+// setup parses the flags, loads the configuration and builds the host.
+func (c *command) setup(add func(fs *flag.FlagSet)) (*runtime.Host, *runtime.Config, *runtime.Logs, bool) {
+	if !c.parse(add) {
+		return nil, nil, nil, false
 	}
 	cfg, settings, ok := c.load()
 	if !ok {
-		return ExitUsage
+		return nil, nil, nil, false
 	}
 	h, logs, ok := c.host(cfg, settings)
+	return h, cfg, logs, ok
+}
+
+func (c *command) run(ctx context.Context) int {
+	h, _, logs, ok := c.setup(nil)
 	if !ok {
 		return ExitUsage
 	}
@@ -201,18 +207,11 @@ func (c *command) run(ctx context.Context) int {
 }
 
 func (c *command) validate() int {
-	if !c.parse(nil) {
-		return ExitUsage
-	}
-	cfg, settings, ok := c.load()
+	h, _, _, ok := c.setup(nil)
 	if !ok {
 		return ExitUsage
 	}
-	h, _, ok := c.host(cfg, settings)
-	if !ok {
-		return ExitUsage
-	}
-	for _, w := range cfg.Warnings {
+	for _, w := range h.Warnings() {
 		fmt.Fprintln(c.Stderr, "warning: "+w)
 	}
 	fmt.Fprintf(c.Stdout, "ok: %d function(s), host.json and settings valid\n", len(h.Functions()))
@@ -239,14 +238,7 @@ type functionInfo struct {
 }
 
 func (c *command) functions() int {
-	if !c.parse(func(fs *flag.FlagSet) { fs.StringVar(&c.output, "output", "table", "table or json") }) {
-		return ExitUsage
-	}
-	cfg, settings, ok := c.load()
-	if !ok {
-		return ExitUsage
-	}
-	h, _, ok := c.host(cfg, settings)
+	h, _, _, ok := c.setup(func(fs *flag.FlagSet) { fs.StringVar(&c.output, "output", "table", "table or json") })
 	if !ok {
 		return ExitUsage
 	}
