@@ -39,18 +39,29 @@ type Handler[T any] func(ctx context.Context, in T, msg *triggers.Message) error
 // bound gives a *bindings.Error without calling the handler.
 type Invoker func(ctx context.Context, payload []byte, msg *triggers.Message) error
 
-// Trigger is a function's trigger binding.
+// Trigger is a function's trigger binding: an Azure Storage Queue name, or
+// a subscription URL for any other broker.
 type Trigger struct {
-	// Queue is the queue name, possibly with %AppSetting% expressions.
+	// Queue is the Storage Queue name, or the subscription URL, possibly
+	// with %AppSetting% expressions.
 	Queue string
-	// Connection names the connection (default "Storage", that is the app
-	// setting AzureWebJobsStorage).
+	// Connection names the connection: for Storage Queues the app setting
+	// AzureWebJobs<Connection> or <Connection> (default "Storage"); for URL
+	// triggers the app setting holding the server URL or connection string
+	// (default: the driver's usual variable, such as RABBIT_SERVER_URL).
 	Connection string
 }
 
 // QueueTrigger binds a function to an Azure Storage Queue. The name may use
 // %SettingName% expressions resolved from app settings at start.
 func QueueTrigger(queue string) Trigger { return Trigger{Queue: queue} }
+
+// SubscriptionTrigger binds a function to a broker subscription given as a
+// URL: azuresb://, rabbit://, nats:// (JetStream), mem://, awssqs://,
+// gcppubsub:// or kafka://. It may be a %SettingName% expression, so moving
+// a function to another broker changes configuration only; a setting that
+// resolves to a plain queue name binds to a Storage Queue.
+func SubscriptionTrigger(url string) Trigger { return Trigger{Queue: url} }
 
 // WithConnection returns the trigger reading through the named connection.
 func (t Trigger) WithConnection(name string) Trigger { t.Connection = name; return t }

@@ -38,6 +38,27 @@ type QueueSettings struct {
 	// CreateQueues creates a missing trigger queue instead of backing off
 	// (default false; jobhost only).
 	CreateQueues bool
+	// MaxRenewal stops lease renewal once a message has been held this
+	// long (0: renew for as long as the function runs). Service Bus's
+	// maxAutoLockRenewalDuration.
+	MaxRenewal time.Duration
+}
+
+// ServiceBusSettings are host.json's extensions.serviceBus, with Azure
+// Functions' defaults.
+type ServiceBusSettings struct {
+	// MaxConcurrentCalls bounds the invocations running at once per
+	// function (default 16 × processors).
+	MaxConcurrentCalls int
+	// PrefetchCount is the receiver's prefetch (default 0).
+	PrefetchCount int
+	// MaxAutoLockRenewalDuration stops lock renewal after this long
+	// (default 5 min).
+	MaxAutoLockRenewalDuration time.Duration
+	// MaxDequeueCount is the attempts before jobhost dead-letters (default
+	// 10, Service Bus's own MaxDeliveryCount default; keep it at or below
+	// the entity's).
+	MaxDequeueCount int
 }
 
 // Config is a loaded and validated host.json.
@@ -52,6 +73,12 @@ type Config struct {
 	// Queues holds the host-wide extensions.queues settings. NewBatchThreshold
 	// is -1 when unset (derived from each function's batch size).
 	Queues QueueSettings
+	// PubSub holds extensions.pubsub: the same keys, for URL triggers on
+	// RabbitMQ, NATS JetStream and gocloud brokers (messageEncoding defaults
+	// to none there).
+	PubSub QueueSettings
+	// ServiceBus holds extensions.serviceBus, for azuresb:// triggers.
+	ServiceBus ServiceBusSettings
 	// LogLevels maps logging.logLevel categories to level names.
 	LogLevels map[string]string
 	// LogFormat is "json" or "console" (jobhost.logFormat).
@@ -70,6 +97,8 @@ type FunctionOverrides struct {
 	functions.Settings
 	// Disabled stops the host from listening for the function.
 	Disabled *bool
+	// Poison names the poison destination of a URL trigger.
+	Poison *string
 }
 
 // Defaults as in the Azure Functions Storage Queues extension.
@@ -98,6 +127,19 @@ func DefaultConfig() *Config {
 			MaxPollingInterval: DefaultMaxPollingInterval,
 			LeaseDuration:      DefaultLeaseDuration,
 			MessageEncoding:    bindings.Base64,
+		},
+		PubSub: QueueSettings{
+			BatchSize:          DefaultBatchSize,
+			NewBatchThreshold:  -1,
+			MaxDequeueCount:    DefaultMaxDequeueCount,
+			MaxPollingInterval: DefaultMaxPollingInterval,
+			LeaseDuration:      DefaultLeaseDuration,
+			MessageEncoding:    bindings.None,
+		},
+		ServiceBus: ServiceBusSettings{
+			MaxConcurrentCalls:         16 * goruntime.NumCPU(),
+			MaxAutoLockRenewalDuration: 5 * time.Minute,
+			MaxDequeueCount:            10,
 		},
 		LogLevels: map[string]string{},
 		LogFormat: "json",
@@ -310,17 +352,74 @@ func (d *decoder) extensions(cfg *Config, val any) {
 		return
 	}
 	for k, v := range m {
-		if k != "queues" {
-			d.warn("extensions."+k, "extensions."+k, "unsupported extension, ignored")
+		var target *QueueSettings
+		canon := "extensions." + k
+		switch k {
+		case "queues":
+			target = &cfg.Queues
+		case "pubsub":
+			target, canon = &cfg.PubSub, "extensions.pubsub"
+		case "servicebus":
+			d.serviceBus(cfg, v)
+			continue
+		default:
+			d.warn(canon, canon, "unsupported extension, ignored")
 			continue
 		}
-		q, ok := d.section("extensions.queues", "extensions.queues", v)
+		q, ok := d.section("extensions."+k, canon, v)
 		if !ok {
 			continue
 		}
 		var o FunctionOverrides
-		d.queueKeys("extensions.queues.", "extensions.queues.", q, &o, &cfg.Queues.CreateQueues)
-		cfg.Queues = overlay(cfg.Queues, o.Settings)
+		d.queueKeys("extensions."+k+".", canon+".", q, &o, &target.CreateQueues)
+		*target = overlay(*target, o.Settings)
+	}
+}
+
+// serviceBusIgnored are Functions' extensions.serviceBus keys that jobhost
+// accepts and ignores.
+var serviceBusIgnored = map[string]bool{"transporttype": true, "webproxy": true, "clientretryoptions": true,
+	"sessionhandleroptions": true, "maxmessagebatchsize": true, "minmessagebatchsize": true,
+	"maxbatchwaittime": true, "sessionidletimeout": true, "maxconcurrentsessions": true,
+	"enablecrossentitytransactions": true, "maxconcurrentcallsacrossallfunctions": true}
+
+func (d *decoder) serviceBus(cfg *Config, val any) {
+	m, ok := d.section("extensions.servicebus", "extensions.serviceBus", val)
+	if !ok {
+		return
+	}
+	sb := &cfg.ServiceBus
+	for k, v := range m {
+		key := "extensions.servicebus." + k
+		canon := func(n string) string { return "extensions.serviceBus." + n }
+		switch k {
+		case "maxconcurrentcalls":
+			if n, ok := d.integer(key, canon("maxConcurrentCalls"), v, 1, 10000); ok {
+				sb.MaxConcurrentCalls = n
+			}
+		case "prefetchcount":
+			if n, ok := d.integer(key, canon("prefetchCount"), v, 0, math.MaxInt32); ok {
+				sb.PrefetchCount = n
+			}
+		case "maxdequeuecount":
+			if n, ok := d.integer(key, canon("maxDequeueCount"), v, 1, math.MaxInt32); ok {
+				sb.MaxDequeueCount = n
+			}
+		case "maxautolockrenewalduration":
+			if t, ok := d.duration(key, canon("maxAutoLockRenewalDuration"), v, 0, maxVisibility); ok {
+				sb.MaxAutoLockRenewalDuration = t
+			}
+		case "autocompletemessages":
+			if b, ok := d.boolean(key, canon("autoCompleteMessages"), v); ok && !b {
+				d.problem(key, canon("autoCompleteMessages"), "false is not supported: jobhost settles every message itself (return nil to complete, an error to retry)")
+			}
+		default:
+			if serviceBusIgnored[k] {
+				d.warn(key, canon(k), "not used by jobhost, ignored")
+			} else {
+				d.warn(key, canon(k), "unknown key, ignored")
+			}
+		}
 	}
 }
 
@@ -415,6 +514,14 @@ func (d *decoder) queueKeys(lowerPrefix, canonPrefix string, m map[string]any, o
 				d.warn(key, canon(k), "set functionTimeout at the top level of host.json, ignored")
 			} else if t, ok := d.timeout(key, canon("functionTimeout"), v); ok {
 				o.FunctionTimeout = &t
+			}
+		case "poison":
+			if create != nil {
+				d.warn(key, canon(k), "set poison per function, ignored")
+			} else if p, ok := v.(string); !ok || p == "" {
+				d.problem(key, canon("poison"), fmt.Sprintf("must be a queue, subject or topic name, got %s", show(v)))
+			} else {
+				o.Poison = &p
 			}
 		case "disabled":
 			if create != nil {

@@ -89,7 +89,13 @@ func New(o Options) (*Host, error) {
 		if probs := az.check(funcs); len(probs) > 0 {
 			return nil, &ConfigError{Problems: probs}
 		}
-		h.open = az.open
+		settings := o.Settings
+		h.open = func(ctx context.Context, fc *FunctionConfig) (triggers.Driver, error) {
+			if fc.URL != nil {
+				return openURL(ctx, fc, settings)
+			}
+			return az.open(ctx, fc)
+		}
 	}
 	h.warnings = append(append([]string(nil), o.Config.Warnings...), warns...)
 	return h, nil

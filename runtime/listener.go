@@ -66,6 +66,8 @@ func (l *listener) poll(ctx context.Context) {
 	q := l.fc.Queues
 	bo := newBackoff(MinPollingInterval, q.MaxPollingInterval)
 	failing := 0
+	w, waits := l.drv.(triggers.Waiter)
+	waits = waits && w.ReceiveWaits()
 	for {
 		// Poll again only when in-flight work is at or below the threshold.
 		for l.running() > q.NewBatchThreshold {
@@ -98,7 +100,8 @@ func (l *listener) poll(ctx context.Context) {
 			return
 		}
 		if len(msgs) == 0 {
-			if !sleep(ctx, bo.next()) {
+			// A driver that waited inside Receive is asked again at once.
+			if !waits && !sleep(ctx, bo.next()) {
 				return
 			}
 			continue
@@ -226,21 +229,40 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte) (err e
 	return err
 }
 
-// renew extends m's lease every half lease until the returned func is called;
-// that func waits for a renewal under way, so settlement uses the latest
-// receipt.
+// minRenewInterval keeps renewal from spinning on a lease about to end.
+const minRenewInterval = 250 * time.Millisecond
+
+// renewIn is when to renew m next: halfway to the end of its lease.
+func renewIn(m *triggers.Message, lease time.Duration) time.Duration {
+	d := lease / 2
+	if !m.NextVisibleTime.IsZero() {
+		d = time.Until(m.NextVisibleTime) / 2
+	}
+	return max(d, minRenewInterval)
+}
+
+// renew extends m's lease halfway through it until the returned func is
+// called; that func waits for a renewal under way, so settlement uses the
+// latest receipt. Renewal stops after MaxRenewal, if set.
 func (l *listener) renew(m *triggers.Message) func() {
 	lease := l.fc.Queues.LeaseDuration
+	limit := l.fc.Queues.MaxRenewal
+	start := time.Now()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		t := time.NewTicker(lease / 2)
+		t := time.NewTimer(renewIn(m, lease))
 		defer t.Stop()
 		for {
 			select {
 			case <-done:
 				return
 			case <-t.C:
+			}
+			if limit > 0 && time.Since(start) >= limit {
+				l.log.Warn("lease renewal stopped: the message was held for the maximum renewal duration; another worker may receive it",
+					zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
+				return
 			}
 			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 			err := l.drv.ExtendLease(ctx, m, lease)
@@ -251,6 +273,7 @@ func (l *listener) renew(m *triggers.Message) func() {
 			} else {
 				l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
 			}
+			t.Reset(renewIn(m, lease))
 		}
 	})
 	return func() { close(done); wg.Wait() }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"net/url"
 	"strings"
 	"time"
 
@@ -15,10 +16,16 @@ import (
 type FunctionConfig struct {
 	// Definition is the registered function.
 	Definition *functions.Definition
-	// Queue is the resolved, lower-cased queue name.
+	// Queue is the resolved, lower-cased Storage Queue name, or for a URL
+	// trigger the URL without credentials or query.
 	Queue string
-	// Connection is the connection name ("Storage" when not given).
+	// URL is the subscription URL of a URL trigger; nil for a Storage Queue.
+	URL *url.URL
+	// Connection is the connection name (for Storage Queues "Storage" when
+	// not given; for URL triggers empty means the driver's usual variable).
 	Connection string
+	// Poison overrides a URL trigger's poison destination.
+	Poison string
 	// Queues are the effective queue settings.
 	Queues QueueSettings
 	// FunctionTimeout limits one invocation; 0 means no limit.
@@ -70,21 +77,41 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 	bad := func(what, msg string) { probs = append(probs, Problem{key + ": " + what, msg}) }
 
 	fc := &FunctionConfig{Definition: def, Connection: def.Trigger.Connection, FunctionTimeout: cfg.FunctionTimeout}
-	if fc.Connection == "" {
-		fc.Connection = "Storage"
-	}
-	queue, err := settings.Expand(def.Trigger.Queue)
-	if err != nil {
+	base := cfg.Queues
+	source, err := settings.Expand(def.Trigger.Queue)
+	switch {
+	case err != nil:
 		bad("queue", err.Error())
-	} else {
-		queue = strings.ToLower(queue)
+	case strings.Contains(source, "://"):
+		u, err := url.Parse(source)
+		if err != nil {
+			bad("queue", "not a valid URL: "+Redact(err.Error()))
+			break
+		}
+		if _, ok := lookupScheme(u.Scheme); !ok {
+			bad("queue", fmt.Sprintf("unknown trigger scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", ")))
+			break
+		}
+		fc.URL = u
+		display := *u
+		display.User, display.RawQuery = nil, ""
+		fc.Queue = display.String()
+		base = cfg.PubSub
+		if u.Scheme == "azuresb" {
+			base = cfg.ServiceBus.queueSettings()
+		}
+	default:
+		if fc.Connection == "" {
+			fc.Connection = "Storage"
+		}
+		queue := strings.ToLower(source)
 		if err := azurequeue.ValidateQueueName(queue); err != nil {
 			bad("queue", fmt.Sprintf("%q: %v", queue, err))
 		}
 		fc.Queue = queue
 	}
 
-	q := overlay(cfg.Queues, def.Settings)
+	q := overlay(base, def.Settings)
 	if t := def.Settings.FunctionTimeout; t != nil {
 		fc.FunctionTimeout = max(*t, 0)
 	}
@@ -95,6 +122,9 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 		}
 		if o.Disabled != nil {
 			fc.Disabled = *o.Disabled
+		}
+		if o.Poison != nil {
+			fc.Poison = *o.Poison
 		}
 	}
 	if q.NewBatchThreshold < 0 {
@@ -125,4 +155,20 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 		return nil, probs
 	}
 	return fc, nil
+}
+
+// queueSettings maps extensions.serviceBus onto the host's settings: at most
+// maxConcurrentCalls in flight, base64 off, renewal bounded by
+// maxAutoLockRenewalDuration.
+func (sb ServiceBusSettings) queueSettings() QueueSettings {
+	batch := min(sb.MaxConcurrentCalls, maxBatchSize)
+	return QueueSettings{
+		BatchSize:          batch,
+		NewBatchThreshold:  sb.MaxConcurrentCalls - batch,
+		MaxDequeueCount:    sb.MaxDequeueCount,
+		MaxPollingInterval: DefaultMaxPollingInterval,
+		LeaseDuration:      DefaultLeaseDuration,
+		MessageEncoding:    bindings.None,
+		MaxRenewal:         sb.MaxAutoLockRenewalDuration,
+	}
 }

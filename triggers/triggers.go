@@ -12,6 +12,7 @@ package triggers
 import (
 	"context"
 	"errors"
+	"net/url"
 	"time"
 )
 
@@ -99,3 +100,47 @@ var (
 	// ErrLeaseLost means the message is no longer held by this receiver.
 	ErrLeaseLost = errors.New("message lease lost")
 )
+
+// OpenOptions are what the runtime gives a driver package's OpenURL.
+type OpenOptions struct {
+	// Lookup reads app settings (environment and local.settings.json).
+	Lookup func(name string) (string, bool)
+	// Connection names the app setting holding the server URL or
+	// connection string; empty means the driver's usual variable (for
+	// example RABBIT_SERVER_URL).
+	Connection string
+	// Prefetch bounds how many messages the driver may hold unsettled at
+	// once (the host's batchSize + newBatchThreshold); a driver must never
+	// buffer more, so no buffered message outlives its lease.
+	Prefetch int
+	// PoisonName overrides the poison destination (queue, subject or topic);
+	// empty means the driver's default, usually "<name>-poison".
+	PoisonName string
+	// CreateIfMissing lets the driver create a missing queue or stream.
+	CreateIfMissing bool
+}
+
+// OpenURLFunc opens a driver for a subscription URL such as
+// rabbit://orders or nats://orders?stream=ORDERS.
+type OpenURLFunc func(ctx context.Context, u *url.URL, o OpenOptions) (Driver, error)
+
+// Waiter is implemented by drivers whose Receive itself waits a while for
+// messages to arrive (push brokers). The runtime then polls again at once
+// after an empty receive instead of backing off.
+type Waiter interface {
+	// ReceiveWaits reports whether Receive waits for messages.
+	ReceiveWaits() bool
+}
+
+// LookupSetting returns the first of names that lookup has, non-empty.
+func LookupSetting(lookup func(string) (string, bool), names ...string) (string, bool) {
+	for _, n := range names {
+		if n == "" || lookup == nil {
+			continue
+		}
+		if v, ok := lookup(n); ok && v != "" {
+			return v, true
+		}
+	}
+	return "", false
+}

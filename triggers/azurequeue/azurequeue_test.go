@@ -18,37 +18,10 @@ import (
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
 
-type harness struct{ srv *azuritetest.Server }
-
-func (h harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue, error) {
-	svc := h.srv.ServiceClient(t)
-	name := h.srv.NewQueue(t)
-	d := azurequeue.New(svc, name, azurequeue.Options{})
-	poison := azurequeue.New(svc, azurequeue.PoisonQueueName(name), azurequeue.Options{})
-	return drivertest.Queue{
-		Driver: d,
-		Send: func(ctx context.Context, body []byte, _ map[string]string) error {
-			_, err := d.Send(ctx, string(body))
-			return err
-		},
-		ReceivePoison: func(ctx context.Context) ([]*triggers.Message, error) {
-			ms, err := poison.Receive(ctx, 32, time.Minute)
-			if errors.Is(err, triggers.ErrNotFound) {
-				return nil, nil // not created yet
-			}
-			return ms, err
-		},
-		MissingQueue: func(ctx context.Context) (triggers.Driver, error) {
-			return azurequeue.New(svc, azuritetest.UniqueQueueName(t), azurequeue.Options{}), nil
-		},
-		Capabilities: drivertest.Capabilities{Leases: true, MinLease: time.Second},
-	}, nil
-}
-
 func TestConformance(t *testing.T) {
 	t.Parallel()
 	drivertest.RunConformanceTests(t, func(t *testing.T) drivertest.Harness {
-		return harness{srv: azuritetest.Shared(t)}
+		return azuritetest.Shared(t).Harness()
 	})
 }
 

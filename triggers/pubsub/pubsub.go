@@ -1,0 +1,314 @@
+// Package pubsub is the trigger driver for any gocloud.dev pubsub
+// subscription: mem://, awssqs://, gcppubsub://, kafka:// (and any other
+// scheme registered with gocloud's default URL mux).
+//
+// gocloud's portable API has no lease extension, no delayed redelivery and
+// no dead-lettering, and not every broker counts deliveries, so this driver
+// adds a documented fallback that survives a worker restart and works with
+// several workers:
+//
+//   - Delivery count: the broker's own where gocloud exposes it (SQS
+//     ApproximateReceiveCount, Pub/Sub DeliveryAttempt), combined with the
+//     metadata key jobhost-attempt that retried copies carry.
+//   - Retry after a delay: the message is held (not acked) for the delay, then
+//     a copy with jobhost-attempt incremented is published to the source topic
+//     and only then is the original acked. A crash while it is held leaves the
+//     original unacked, so the broker redelivers it: a retry can duplicate, it
+//     never loses.
+//   - Poison: the body and metadata are published unchanged (plus
+//     jobhost-reason and jobhost-source) to a poison topic, by default
+//     "<name>-poison", and then the original is acked.
+//   - Leases: ExtendLease is a no-op; the broker's own ack deadline applies
+//     (mem://...?ackdeadline=10m, the SQS queue's visibility timeout, the
+//     Pub/Sub subscription's ack deadline).
+//
+// gocloud's Receive prefetches; this driver takes one message per Receive so
+// the host's concurrency gate, not the prefetch, decides how many are in
+// flight.
+package pubsub
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"gocloud.dev/gcerrors"
+	gcpubsub "gocloud.dev/pubsub"
+
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// Metadata keys the driver adds.
+const (
+	// AttemptKey carries the delivery count of a retried copy.
+	AttemptKey = "jobhost-attempt"
+	// IDKey carries a message id across retried copies when the broker
+	// gives none.
+	IDKey = "jobhost-id"
+	// ReasonKey and SourceKey are added to poison copies.
+	ReasonKey = "jobhost-reason"
+	SourceKey = "jobhost-source"
+)
+
+// receiveWait is how long Receive waits for a first message.
+const receiveWait = 2 * time.Second
+
+// Options configure a Driver.
+type Options struct {
+	// Subscription is the source.
+	Subscription *gcpubsub.Subscription
+	// Topic receives retried copies (the topic Subscription reads). Nil
+	// means a retry is a Nack where the broker supports it, else the
+	// message waits for its ack deadline.
+	Topic *gcpubsub.Topic
+	// Poison receives poisoned messages; nil means DeadLetter fails and the
+	// message stays.
+	Poison *gcpubsub.Topic
+	// Name and PoisonName name the source and poison destination in logs.
+	Name, PoisonName string
+	// Attempts returns the broker's own delivery count of a message, if it
+	// has one.
+	Attempts func(*gcpubsub.Message) (int64, bool)
+	// Owned lists topics and subscriptions the driver closes (Shutdown).
+	Owned []interface{ Shutdown(context.Context) error }
+}
+
+// Driver is a triggers.Driver over a gocloud subscription.
+type Driver struct {
+	o       Options
+	mu      sync.Mutex
+	pending map[*triggers.Message]*time.Timer
+	closed  bool
+}
+
+var _ triggers.Driver = (*Driver)(nil)
+
+// New returns a driver for o.Subscription.
+func New(o Options) *Driver {
+	return &Driver{o: o, pending: map[*triggers.Message]*time.Timer{}}
+}
+
+// ReceiveWaits reports that Receive waits for a message (triggers.Waiter).
+func (d *Driver) ReceiveWaits() bool { return true }
+
+// Receive waits up to two seconds for one message.
+func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*triggers.Message, error) {
+	rctx, cancel := context.WithTimeout(ctx, receiveWait)
+	defer cancel()
+	gm, err := d.o.Subscription.Receive(rctx)
+	if err != nil {
+		if rctx.Err() != nil && ctx.Err() == nil {
+			return nil, nil // nothing arrived in time
+		}
+		return nil, d.wrap("receive", err)
+	}
+	return []*triggers.Message{d.toMessage(gm, lease)}, nil
+}
+
+func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.Message {
+	props := make(map[string]string, len(gm.Metadata))
+	for k, v := range gm.Metadata {
+		props[k] = v
+	}
+	id := gm.LoggableID
+	if v := props[IDKey]; v != "" {
+		id = v
+	}
+	if id == "" {
+		id = uuid.NewString()
+	}
+	return &triggers.Message{
+		ID: id, Body: gm.Body, Properties: props, Source: d.o.Name,
+		DequeueCount:    Attempts(gm.Metadata, d.native(gm)),
+		InsertionTime:   sentTime(gm),
+		NextVisibleTime: time.Now().Add(lease),
+		DriverData:      &held{gm: gm},
+	}
+}
+
+// held is a received message; settled guards gocloud's Ack and Nack, which
+// panic when called twice.
+type held struct {
+	gm      *gcpubsub.Message
+	settled atomic.Bool
+}
+
+func (d *Driver) native(gm *gcpubsub.Message) int64 {
+	if d.o.Attempts == nil {
+		return 0
+	}
+	n, _ := d.o.Attempts(gm)
+	return n
+}
+
+// Attempts combines the jobhost-attempt metadata of a retried copy with the
+// broker's own count of deliveries of that copy (0 if it has none): a copy
+// made for attempt 3 that the broker delivers a second time is attempt 4.
+func Attempts(metadata map[string]string, native int64) int64 {
+	base := int64(1)
+	if s := metadata[AttemptKey]; s != "" {
+		if n, err := strconv.ParseInt(s, 10, 64); err == nil && n > 0 {
+			base = n
+		}
+	}
+	if native > 1 {
+		base += native - 1
+	}
+	return base
+}
+
+// settle claims m for settling; a message settled before gives
+// ErrLeaseLost.
+func settle(m *triggers.Message) (*gcpubsub.Message, error) {
+	h, ok := m.DriverData.(*held)
+	if !ok {
+		return nil, fmt.Errorf("pubsub: message %s was not received by this driver: %w", m.ID, triggers.ErrLeaseLost)
+	}
+	if !h.settled.CompareAndSwap(false, true) {
+		return nil, fmt.Errorf("pubsub: message %s was already settled: %w", m.ID, triggers.ErrLeaseLost)
+	}
+	return h.gm, nil
+}
+
+// unsettle gives m back after a settlement that did not happen.
+func unsettle(m *triggers.Message) { m.DriverData.(*held).settled.Store(false) }
+
+// Complete acks the message.
+func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
+	gm, err := settle(m)
+	if err != nil {
+		return err
+	}
+	gm.Ack()
+	return nil
+}
+
+// Retry republishes a copy with the attempt count incremented after delay
+// and then acks the original; without a topic it nacks after delay. It
+// returns at once: the delay runs in the background and ends early, leaving
+// the original unacked for the broker to redeliver, if the driver closes.
+func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
+	gm, err := settle(m)
+	if err != nil {
+		return err
+	}
+	if delay <= 0 {
+		if err := d.retryNow(ctx, m, gm); err != nil {
+			unsettle(m)
+			return err
+		}
+		return nil
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		unsettle(m)
+		return errors.New("pubsub: driver closed")
+	}
+	d.pending[m] = time.AfterFunc(delay, func() {
+		d.mu.Lock()
+		_, ok := d.pending[m]
+		delete(d.pending, m)
+		d.mu.Unlock()
+		if ok {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			_ = d.retryNow(ctx, m, gm) // on failure the original stays unacked and is redelivered
+		}
+	})
+	return nil
+}
+
+func (d *Driver) retryNow(ctx context.Context, m *triggers.Message, gm *gcpubsub.Message) error {
+	if d.o.Topic == nil {
+		if gm.Nackable() {
+			gm.Nack()
+		}
+		return nil
+	}
+	md := copyMetadata(gm.Metadata)
+	md[AttemptKey] = strconv.FormatInt(m.DequeueCount+1, 10)
+	md[IDKey] = m.ID
+	if err := d.o.Topic.Send(ctx, &gcpubsub.Message{Body: gm.Body, Metadata: md}); err != nil {
+		return d.wrap("republish for retry", err)
+	}
+	gm.Ack()
+	return nil
+}
+
+// ExtendLease is a no-op: gocloud has no lease extension.
+func (d *Driver) ExtendLease(ctx context.Context, m *triggers.Message, lease time.Duration) error {
+	return nil
+}
+
+// DeadLetter publishes the message to the poison topic, then acks it.
+func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason string) (string, error) {
+	if d.o.Poison == nil {
+		return "", fmt.Errorf("pubsub: %s has no poison topic", d.o.Name)
+	}
+	gm, err := settle(m)
+	if err != nil {
+		return "", err
+	}
+	md := copyMetadata(gm.Metadata)
+	md[ReasonKey] = truncate(reason, 1024)
+	md[SourceKey] = d.o.Name
+	md[IDKey] = m.ID
+	if err := d.o.Poison.Send(ctx, &gcpubsub.Message{Body: gm.Body, Metadata: md}); err != nil {
+		unsettle(m)
+		return "", d.wrap("publish to poison", err)
+	}
+	gm.Ack()
+	return "", nil
+}
+
+// PoisonDestination names the poison topic.
+func (d *Driver) PoisonDestination() string { return d.o.PoisonName }
+
+// Close stops pending delayed retries (their messages stay unacked and are
+// redelivered by the broker) and shuts down what the driver opened.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	d.closed = true
+	for m, t := range d.pending {
+		t.Stop()
+		delete(d.pending, m)
+	}
+	d.mu.Unlock()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	var errs []error
+	for _, s := range d.o.Owned {
+		if err := s.Shutdown(ctx); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (d *Driver) wrap(op string, err error) error {
+	if gcerrors.Code(err) == gcerrors.NotFound {
+		return fmt.Errorf("pubsub: %s %s: %w: %w", op, d.o.Name, triggers.ErrNotFound, err)
+	}
+	return fmt.Errorf("pubsub: %s %s: %w", op, d.o.Name, err)
+}
+
+func copyMetadata(in map[string]string) map[string]string {
+	out := make(map[string]string, len(in)+3)
+	for k, v := range in {
+		out[k] = v
+	}
+	return out
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
