@@ -17,13 +17,16 @@ import (
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
+	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 )
 
 // backends are the drivers the host suite runs over.
 func backends() map[string]func(t *testing.T) drivertest.Harness {
 	return map[string]func(t *testing.T) drivertest.Harness{
-		"azurite": func(t *testing.T) drivertest.Harness { return azuritetest.Shared(t).Harness() },
-		"mem":     func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
+		"azurite":        func(t *testing.T) drivertest.Harness { return azuritetest.Shared(t).Harness() },
+		"mem":            func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
+		"rabbit-quorum":  func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, true) },
+		"rabbit-classic": func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, false) },
 	}
 }
 

@@ -2,12 +2,16 @@ package runtime
 
 import (
 	"context"
+	"fmt"
 	"maps"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/pubsub"
+	"github.com/jobhost/jobhost/triggers/rabbitmq"
 )
 
 var (
@@ -19,6 +23,7 @@ func init() {
 	for _, s := range pubsub.Schemes {
 		schemes[s] = pubsub.OpenURL
 	}
+	schemes[rabbitmq.Scheme] = rabbitmq.OpenURL
 }
 
 // RegisterScheme makes URL triggers with scheme open through open,
@@ -52,4 +57,15 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 		PoisonName:      fc.Poison,
 		CreateIfMissing: fc.Queues.CreateQueues,
 	})
+}
+
+// OpenURL opens the driver of a subscription URL the way the host would
+// for a function bound to it (the CLI's send uses it). connection names
+// the app setting with the server URL; empty means the driver's default.
+func OpenURL(ctx context.Context, u *url.URL, connection string, settings *AppSettings) (triggers.Driver, error) {
+	if _, ok := lookupScheme(u.Scheme); !ok {
+		return nil, fmt.Errorf("unknown trigger scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", "))
+	}
+	fc := &FunctionConfig{URL: u, Connection: connection, Queues: QueueSettings{BatchSize: 1}}
+	return openURL(ctx, fc, settings)
 }

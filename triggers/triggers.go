@@ -144,3 +144,11 @@ func LookupSetting(lookup func(string) (string, bool), names ...string) (string,
 	}
 	return "", false
 }
+
+// Publisher is implemented by drivers that can put a message on their own
+// source queue, subject or topic (the CLI's send uses it).
+type Publisher interface {
+	// Publish sends body with props (where the broker has properties) and
+	// returns the new message's id when the broker gives one.
+	Publish(ctx context.Context, body []byte, props map[string]string) (id string, err error)
+}

@@ -12,6 +12,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/url"
 	"os"
 	"os/signal"
 	"sort"
@@ -295,52 +296,86 @@ type queueFlags struct {
 }
 
 func (q *queueFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&q.queue, "queue", "", "queue name (may use %Setting%)")
-	fs.StringVar(&q.connection, "connection", "Storage", "connection name (app setting AzureWebJobs<name> or <name>)")
+	fs.StringVar(&q.queue, "queue", "", "Storage Queue name or subscription URL (may use %Setting%)")
+	fs.StringVar(&q.connection, "connection", "", "connection name (default: Storage for queues, the driver's variable for URLs)")
 	fs.StringVar(&q.encoding, "encoding", "", "base64 or none (default: the queue's function setting, else host.json)")
 }
 
-// open resolves the queue and its encoding, and opens a driver on it.
-func (c *command) openQueue(q *queueFlags) (*azurequeue.Driver, bindings.Encoding, bool) {
+// target is the queue a send or peek addresses.
+type target struct {
+	drv   triggers.Driver
+	azure *azurequeue.Driver // nil for a URL
+	name  string
+	enc   bindings.Encoding
+}
+
+// openQueue resolves the queue (a Storage Queue name or a subscription URL)
+// and its encoding, and opens its driver.
+func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) {
 	if q.queue == "" {
 		fmt.Fprintf(c.Stderr, "jobhost %s: --queue is required\n", c.name)
-		return nil, "", false
+		return nil, false
 	}
 	cfg, settings, ok := c.load()
 	if !ok {
-		return nil, "", false
+		return nil, false
 	}
 	settings = settings.WithDefaults(c.Registry.SettingDefaults())
 	name, err := settings.Expand(q.queue)
-	if err == nil {
-		name = strings.ToLower(name)
-		err = azurequeue.ValidateQueueName(name)
-	}
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, err)
-		return nil, "", false
+		return nil, false
 	}
-	enc := cfg.Queues.MessageEncoding
+	var u *url.URL
+	if strings.Contains(name, "://") {
+		if u, err = url.Parse(name); err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: not a valid URL\n", c.name)
+			return nil, false
+		}
+	} else if name = strings.ToLower(name); azurequeue.ValidateQueueName(name) != nil {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, azurequeue.ValidateQueueName(name))
+		return nil, false
+	}
+	t := &target{name: name, enc: cfg.Queues.MessageEncoding}
+	if u != nil {
+		t.enc = cfg.PubSub.MessageEncoding
+	}
 	// A function bound to this queue decides how its messages are encoded.
 	if funcs, _, err := runtime.ResolveFunctions(cfg, c.Registry, settings); err == nil {
 		for _, fc := range funcs {
-			if fc.Queue == name {
-				enc = fc.Queues.MessageEncoding
+			if fc.Queue == name || (u != nil && fc.URL != nil && fc.URL.String() == u.String()) {
+				t.enc = fc.Queues.MessageEncoding
 			}
 		}
 	}
 	if q.encoding != "" {
-		if enc, err = bindings.ParseEncoding(q.encoding); err != nil {
+		if t.enc, err = bindings.ParseEncoding(q.encoding); err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: --encoding: %v\n", c.name, err)
-			return nil, "", false
+			return nil, false
 		}
 	}
-	svc, err := azurequeue.NewServiceClient(q.connection, settings.Lookup)
+	if u != nil {
+		display := *u
+		display.User, display.RawQuery = nil, ""
+		t.name = display.String()
+		if t.drv, err = runtime.OpenURL(ctx, u, q.connection, settings); err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
+			return nil, false
+		}
+		return t, true
+	}
+	conn := q.connection
+	if conn == "" {
+		conn = "Storage"
+	}
+	svc, err := azurequeue.NewServiceClient(conn, settings.Lookup)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
-		return nil, "", false
+		return nil, false
 	}
-	return azurequeue.New(svc, name, azurequeue.Options{}), enc, true
+	t.azure = azurequeue.New(svc, name, azurequeue.Options{})
+	t.drv = t.azure
+	return t, true
 }
 
 // maxMessageBytes is the Storage Queue limit on a stored message.
@@ -375,25 +410,36 @@ func (c *command) send(ctx context.Context) int {
 		}
 		payload = b
 	}
-	drv, enc, ok := c.openQueue(&q)
+	t, ok := c.openQueue(ctx, &q)
 	if !ok {
 		return ExitUsage
 	}
-	body := enc.Encode(payload)
-	if len(body) > maxMessageBytes {
-		fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", len(body), enc, maxMessageBytes)
+	defer t.drv.Close()
+	body := t.enc.Encode(payload)
+	if t.azure != nil {
+		if len(body) > maxMessageBytes {
+			fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", len(body), t.enc, maxMessageBytes)
+			return ExitUsage
+		}
+		if err := t.azure.Create(ctx); err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost send: creating queue %s: %s\n", t.name, runtime.Redact(err.Error()))
+			return ExitFailed
+		}
+	}
+	pub, ok := t.drv.(triggers.Publisher)
+	if !ok {
+		fmt.Fprintf(c.Stderr, "jobhost send: the %s driver cannot publish; use the broker's own tools\n", t.name)
 		return ExitUsage
 	}
-	if err := drv.Create(ctx); err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost send: creating queue %s: %s\n", q.queue, runtime.Redact(err.Error()))
-		return ExitFailed
-	}
-	id, err := drv.Send(ctx, string(body))
+	id, err := pub.Publish(ctx, body, nil)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", runtime.Redact(err.Error()))
 		return ExitFailed
 	}
-	fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, drv.Name(), len(body), enc)
+	if id == "" {
+		id = "a message"
+	}
+	fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, t.name, len(body), t.enc)
 	return ExitOK
 }
 
@@ -426,10 +472,16 @@ func (c *command) peek(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost peek: --output must be table or json, got %q\n", c.output)
 		return ExitUsage
 	}
-	drv, enc, ok := c.openQueue(&q)
+	t, ok := c.openQueue(ctx, &q)
 	if !ok {
 		return ExitUsage
 	}
+	defer t.drv.Close()
+	if t.azure == nil {
+		fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
+		return ExitUsage
+	}
+	drv, enc := t.azure, t.enc
 	msgs, err := drv.Peek(ctx, n)
 	if err != nil {
 		if errors.Is(err, triggers.ErrNotFound) {

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -220,4 +221,64 @@ func TestRunProcessesAndStops(t *testing.T) {
 	if code := <-done; code != ExitOK {
 		t.Errorf("run exit %d", code)
 	}
+}
+
+// send works on a subscription URL through the driver's Publisher, and the
+// host picks the message up from that broker.
+func TestSendToURLTrigger(t *testing.T) {
+	got := make(chan order, 1)
+	reg := &functions.Registry{}
+	functions.Add(reg, "ProcessOrder", functions.SubscriptionTrigger("%OrdersSubscription%"),
+		func(ctx context.Context, o order, msg *triggers.Message) error { got <- o; return nil })
+	env := []string{"OrdersSubscription=mem://cli-orders"}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan int, 1)
+	logs := &watchWriter{want: "host started", seen: make(chan struct{})}
+	go func() {
+		done <- Run(ctx, Env{Args: []string{"run"}, Stdout: &bytes.Buffer{}, Stderr: logs, Environ: env, Registry: reg})
+	}()
+	// mem:// topics live in this process: send once the host subscribed.
+	select {
+	case <-logs.seen:
+	case code := <-done:
+		t.Fatalf("run exited %d", code)
+	case <-time.After(10 * time.Second):
+		t.Fatal("host did not start")
+	}
+	code, out, errs := run(t, t.TempDir(), reg, env, "send", "--queue", "%OrdersSubscription%", "--json", `{"id": 9}`)
+	if code != ExitOK || !strings.Contains(out, "mem://cli-orders") || !strings.Contains(out, "none") {
+		t.Fatalf("send exit %d: %s %s", code, out, errs)
+	}
+	select {
+	case o := <-got:
+		if o.ID != 9 {
+			t.Errorf("got %+v", o)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("not processed")
+	}
+	cancel()
+	<-done
+	if code, _, errs := run(t, t.TempDir(), reg, env, "peek", "--queue", "%OrdersSubscription%"); code != ExitUsage || !strings.Contains(errs, "Storage Queues only") {
+		t.Errorf("peek on a URL: exit %d %s", code, errs)
+	}
+}
+
+// watchWriter collects output and closes seen when want first appears.
+type watchWriter struct {
+	mu   sync.Mutex
+	buf  bytes.Buffer
+	want string
+	seen chan struct{}
+	once sync.Once
+}
+
+func (w *watchWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Write(p)
+	if strings.Contains(w.buf.String(), w.want) {
+		w.once.Do(func() { close(w.seen) })
+	}
+	return len(p), nil
 }

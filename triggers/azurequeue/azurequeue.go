@@ -407,3 +407,9 @@ func deref[T any](p *T) T {
 	}
 	return *p
 }
+
+// Publish enqueues body as the message text (triggers.Publisher);
+// Storage Queues have no properties, so props are ignored.
+func (d *Driver) Publish(ctx context.Context, body []byte, _ map[string]string) (string, error) {
+	return d.Send(ctx, string(body))
+}

@@ -312,3 +312,14 @@ func truncate(s string, n int) string {
 	}
 	return s[:n]
 }
+
+// Publish sends body with props to the source topic (triggers.Publisher).
+func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	if d.o.Topic == nil {
+		return "", fmt.Errorf("pubsub: %s has no topic to publish to", d.o.Name)
+	}
+	if err := d.o.Topic.Send(ctx, &gcpubsub.Message{Body: body, Metadata: props}); err != nil {
+		return "", d.wrap("publish", err)
+	}
+	return "", nil
+}

@@ -1,0 +1,635 @@
+// Package rabbitmq is the jobhost trigger driver for one RabbitMQ queue,
+// built on github.com/rabbitmq/amqp091-go.
+//
+// # Why not gocloud's rabbitpubsub
+//
+// The URL form rabbit://<queue> and the variable RABBIT_SERVER_URL follow
+// gocloud.dev/pubsub/rabbitpubsub, but that package is not the engine: its
+// Nack requeues the message at once (no retry delay, so a failing message
+// spins in a hot loop) and never rejects without requeue, so a queue's
+// dead-letter exchange is never used; and it sets no prefetch bound by
+// default (without one the broker pushes the whole queue into one process,
+// where messages wait unprocessed while no other worker can have them). This
+// driver does only broker operations; the runtime decides when to retry and
+// when to poison.
+//
+// # Connection and prefetch
+//
+// A Driver owns one AMQP connection with a consumer channel (basic.qos
+// prefetch = Options.Prefetch, per consumer, default 16: the broker never
+// lets this driver hold more unacknowledged deliveries) and a publishing
+// channel in confirm mode. It connects on the first Receive. When the
+// connection or the consumer channel dies, the deliveries it held are
+// requeued by the broker: settling them returns an error wrapping
+// triggers.ErrLeaseLost, the next Receive returns an error that says what
+// happened, and the Receive after that connects again.
+//
+// Receive waits up to Options.ReceiveWait (default 2 s) for a first
+// delivery, then takes only what is already buffered, up to max. The Driver
+// implements triggers.Waiter, so the runtime polls again at once after an
+// empty Receive.
+//
+// RabbitMQ has no visibility leases: a delivery stays with this consumer
+// until it is settled or the channel closes. ExtendLease therefore does
+// nothing (drivertest.Capabilities.Leases is false), and a function that
+// runs longer than the broker's consumer_timeout (30 minutes by default in
+// 3.10) loses its channel and all the deliveries on it.
+//
+// # DequeueCount
+//
+// The count is always read from the message, never kept in process, so it
+// is right across worker restarts and across several workers:
+//
+//	DequeueCount = base + redeliveries
+//	base         = header x-jobhost-attempt (set on the copies this driver
+//	               republishes), else 1
+//	redeliveries = 0 if the delivery is not flagged redelivered; else the
+//	               broker's header x-delivery-count (quorum queues count every
+//	               return: nack, reject, channel or connection loss); else 1
+//	               (classic queues only flag a redelivery, they do not count)
+//
+// For classic queues the count is thus exact for Retry (which republishes a
+// fresh copy carrying the new attempt number) and a lower bound after
+// crashes: a classic queue cannot say how many times a redelivered message
+// was returned, only that it was.
+//
+// # Retry
+//
+// Which mechanism a retry uses is decided per delivery, from what the broker
+// has shown about the queue on this connection: a redelivery that carries
+// x-delivery-count shows a quorum queue; a redelivery without it shows a
+// classic queue (a queue the driver created itself is quorum).
+//
+//   - Retry(m, 0) on a quorum queue, or on a queue not yet known whose
+//     delivery is a first delivery: basic.nack with requeue. The broker counts
+//     it (quorum: x-delivery-count; classic: the redelivered flag, which is
+//     one more than a first delivery either way). Such retries count toward a
+//     quorum queue's x-delivery-limit, if one is set: set it above
+//     maxDequeueCount, or not at all.
+//   - Retry(m, 0) on a classic queue otherwise: a copy (body, properties and
+//     headers unchanged, x-jobhost-attempt = DequeueCount+1) is published to
+//     the queue itself with a publisher confirm, and only then is the
+//     original acknowledged.
+//   - Retry(m, d > 0), any queue: the copy is published the same way to the
+//     delay queue "<queue>-retry" (a durable classic queue declared by the
+//     driver with x-dead-letter-exchange "" and x-dead-letter-routing-key
+//     <queue>, no consumers) with per-message expiration d; when it expires
+//     the broker dead-letters it back into the queue. The delay lives on the
+//     broker, so it survives worker restarts, and the message is never
+//     redelivered before d. Per-message TTL expires messages only at the
+//     head of a queue: a retry with a short delay queued behind one with a
+//     long delay waits for the long one (delays grow late, never early). Use
+//     one delay for the queue (visibilityTimeout) to avoid that. Dead-lettering
+//     out of a classic queue is done by the broker without confirms; if the
+//     trigger queue has been deleted meanwhile, the message is dropped.
+//
+// An interruption between the confirmed copy and the acknowledgement of the
+// original (connection loss) leaves both: a message may be duplicated, never
+// lost. The copy keeps the original's message id and timestamp; it drops the
+// broker's x-delivery-count header (it would be wrong on a new message), the
+// expiration, and a user-id that is not this connection's user (the broker
+// rejects a publish whose user-id is not the publisher).
+//
+// # DeadLetter
+//
+// By default DeadLetter publishes the body, properties and headers unchanged
+// to the poison queue ("<queue>-poison", or Options.PoisonQueue; a durable
+// classic queue declared if missing), adding headers x-jobhost-reason and
+// x-jobhost-source (the queue), with a publisher confirm, and then
+// acknowledges the original. It returns the copy's message id (the
+// original's). A copy's x-jobhost-attempt header is kept; remove it when
+// moving poison messages back to the queue, or they start over at the old
+// count. With Options.NativeDeadLetter (URL deadletter=native) it rejects the
+// delivery without requeue instead, so the queue's own dead-letter exchange
+// takes it: the queue must have one (x-dead-letter-exchange), otherwise the
+// broker drops the message.
+//
+// # Message mapping
+//
+// ID is the AMQP message-id. A message published without one gets an id
+// derived from its content: "sha256:" and the first 32 hex digits of a
+// SHA-256 over the body, the timestamp, the type, correlation-id and app-id
+// properties and the headers other than x-delivery-count, x-death,
+// x-first-death-*, x-last-death-* and x-jobhost-*. It is stable across
+// redeliveries and retries (copies carry it as their message-id), but two
+// identical messages without message-id share it. Body is the delivery body
+// unchanged. Properties holds every header whose value is a string, number,
+// boolean, timestamp or UTF-8 byte string (tables and arrays such as x-death
+// are left out), and "content-type" when set. InsertionTime is the AMQP
+// timestamp property (zero when the producer set none). Source is the queue.
+//
+// Errors never contain the password of the server URL.
+package rabbitmq
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/jobhost/jobhost/triggers"
+)
+
+const (
+	// Scheme is the URL scheme of OpenURL: rabbit://<queue>.
+	Scheme = "rabbit"
+	// EnvServerURL is the variable (app setting) holding the server URL
+	// when OpenOptions.Connection is empty, as in gocloud's rabbitpubsub.
+	EnvServerURL = "RABBIT_SERVER_URL"
+	// DefaultPrefetch is the prefetch bound when none is given.
+	DefaultPrefetch = 16
+	// DefaultReceiveWait is how long Receive waits for a first delivery.
+	DefaultReceiveWait = 2 * time.Second
+	// PoisonSuffix and RetrySuffix name the poison and delay queues.
+	PoisonSuffix = "-poison"
+	RetrySuffix  = "-retry"
+
+	// HeaderAttempt carries the DequeueCount a republished copy will have.
+	HeaderAttempt = "x-jobhost-attempt"
+	// HeaderReason and HeaderSource are added to poison copies.
+	HeaderReason = "x-jobhost-reason"
+	HeaderSource = "x-jobhost-source"
+	// HeaderDeliveryCount is the quorum queues' redelivery counter.
+	HeaderDeliveryCount = "x-delivery-count"
+
+	// maxReason bounds the reason header (it travels in a content header
+	// frame, which must fit in one frame).
+	maxReason = 4096
+	// maxExpiration is the longest per-message TTL RabbitMQ accepts (ms).
+	maxExpiration = 1<<32 - 1
+	dialTimeout   = 15 * time.Second
+)
+
+// Options configures a Driver.
+type Options struct {
+	// Prefetch bounds how many unacknowledged deliveries the driver holds
+	// (basic.qos prefetch-count). Zero or less means DefaultPrefetch.
+	Prefetch int
+	// PoisonQueue names the poison queue; empty means "<queue>-poison".
+	PoisonQueue string
+	// NativeDeadLetter makes DeadLetter reject the delivery without requeue,
+	// so that the queue's own dead-letter exchange takes it.
+	NativeDeadLetter bool
+	// CreateIfMissing declares a missing queue as a durable quorum queue.
+	// Without it, Receive on a missing queue returns an error wrapping
+	// triggers.ErrNotFound.
+	CreateIfMissing bool
+	// ReceiveWait is how long Receive waits for a first delivery; zero
+	// means DefaultReceiveWait.
+	ReceiveWait time.Duration
+	// ConnectionName is shown by the broker (rabbitmqctl list_connections
+	// name client_properties); empty means "jobhost <queue>".
+	ConnectionName string
+}
+
+// Driver is a triggers.Driver for one RabbitMQ queue. It is safe for
+// concurrent use.
+type Driver struct {
+	serverURL string // secret: has the password
+	display   string // serverURL with the password replaced
+	password  string
+	user      string
+
+	queue       string
+	retryQueue  string
+	poisonQueue string
+	opts        Options
+
+	mu     sync.Mutex // guards sess and closed; held while connecting
+	sess   *session
+	closed bool
+}
+
+var (
+	_ triggers.Driver      = (*Driver)(nil)
+	_ triggers.Waiter      = (*Driver)(nil)
+	_ triggers.OpenURLFunc = OpenURL
+)
+
+// errClosed is returned by Receive after Close.
+var errClosed = errors.New("driver closed")
+
+// Open returns a driver for queue on the server at serverURL
+// (amqp://user:password@host:port/vhost or amqps://...). It checks the URL
+// but does not connect (so ctx is unused): the first Receive connects, and
+// reports a wrong address or password; the runtime keeps polling.
+func Open(ctx context.Context, serverURL, queue string, opts Options) (*Driver, error) {
+	serverURL = strings.TrimSpace(serverURL)
+	u, err := parseServerURL(serverURL)
+	if err != nil {
+		return nil, err
+	}
+	if queue == "" {
+		return nil, errors.New("rabbitmq: empty queue name")
+	}
+	if opts.Prefetch <= 0 {
+		opts.Prefetch = DefaultPrefetch
+	}
+	if opts.ReceiveWait <= 0 {
+		opts.ReceiveWait = DefaultReceiveWait
+	}
+	if opts.ConnectionName == "" {
+		opts.ConnectionName = "jobhost " + queue
+	}
+	d := &Driver{
+		serverURL:   serverURL,
+		display:     u.Redacted(),
+		user:        u.User.Username(),
+		queue:       queue,
+		retryQueue:  queue + RetrySuffix,
+		poisonQueue: opts.PoisonQueue,
+		opts:        opts,
+	}
+	d.password, _ = u.User.Password()
+	if d.poisonQueue == "" {
+		d.poisonQueue = queue + PoisonSuffix
+	}
+	if !opts.NativeDeadLetter && (d.poisonQueue == queue || d.poisonQueue == d.retryQueue) {
+		return nil, fmt.Errorf("rabbitmq: poison queue %q for queue %q must be another queue", d.poisonQueue, queue)
+	}
+	return d, nil
+}
+
+// parseServerURL checks an AMQP URL. Its errors never quote the URL.
+func parseServerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(strings.TrimSpace(s))
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // url.Error quotes the whole URL, password and all
+		}
+		return nil, fmt.Errorf("rabbitmq: invalid server URL: %s", redact(err.Error()))
+	}
+	if u.Scheme != "amqp" && u.Scheme != "amqps" {
+		return nil, fmt.Errorf("rabbitmq: invalid server URL %s: the scheme must be amqp or amqps", redact(u.Redacted()))
+	}
+	if _, err := amqp.ParseURI(u.String()); err != nil {
+		pw, _ := u.User.Password()
+		return nil, fmt.Errorf("rabbitmq: invalid server URL %s: %s", redact(u.Redacted()), redact(err.Error(), pw))
+	}
+	return u, nil
+}
+
+// OpenURL opens a driver for rabbit://<queue>[?poison=<queue>&deadletter=native].
+// It matches triggers.OpenURLFunc. The queue is the URL's host and path. The
+// server URL is the value of app setting o.Connection when set, else of
+// RABBIT_SERVER_URL, both read through o.Lookup (the environment when nil).
+// o.PoisonName overrides the poison query parameter.
+func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
+	if u == nil {
+		return nil, errors.New("rabbitmq: nil URL")
+	}
+	if u.Scheme != Scheme {
+		return nil, fmt.Errorf("rabbitmq: URL scheme %q, want %q", u.Scheme, Scheme)
+	}
+	queue := strings.TrimPrefix(path.Join(u.Host, u.Path), "/")
+	if queue == "" || queue == "." {
+		return nil, fmt.Errorf("rabbitmq: URL %s names no queue (want rabbit://<queue>)", redact(u.Redacted()))
+	}
+	opts := Options{Prefetch: o.Prefetch, CreateIfMissing: o.CreateIfMissing}
+	var unknown []string
+	for k, vs := range u.Query() {
+		v := ""
+		if len(vs) > 0 {
+			v = vs[len(vs)-1]
+		}
+		switch k {
+		case "poison":
+			if v == "" {
+				return nil, fmt.Errorf("rabbitmq: URL %s: empty poison queue name", redact(u.Redacted()))
+			}
+			opts.PoisonQueue = v
+		case "deadletter":
+			if v != "native" {
+				return nil, fmt.Errorf("rabbitmq: URL %s: deadletter=%q, want deadletter=native (or no parameter, for a poison queue)", redact(u.Redacted()), v)
+			}
+			opts.NativeDeadLetter = true
+		default:
+			unknown = append(unknown, k)
+		}
+	}
+	if len(unknown) > 0 {
+		slices.Sort(unknown)
+		return nil, fmt.Errorf("rabbitmq: URL %s: unknown query parameter(s) %s (known: poison, deadletter)", redact(u.Redacted()), strings.Join(unknown, ", "))
+	}
+	if o.PoisonName != "" {
+		opts.PoisonQueue = o.PoisonName
+	}
+	lookup := o.Lookup
+	if lookup == nil {
+		lookup = os.LookupEnv
+	}
+	setting := EnvServerURL
+	if o.Connection != "" {
+		setting = o.Connection
+	}
+	serverURL, ok := triggers.LookupSetting(lookup, setting)
+	if !ok {
+		return nil, fmt.Errorf("rabbitmq: no server URL for queue %q: app setting %q is not set (it should hold amqp://user:password@host:port/vhost)", queue, setting)
+	}
+	d, err := Open(ctx, serverURL, queue, opts)
+	if err != nil {
+		return nil, fmt.Errorf("%w (from app setting %q)", err, setting)
+	}
+	return d, nil
+}
+
+// Queue returns the queue's name.
+func (d *Driver) Queue() string { return d.queue }
+
+// RetryQueue returns the name of the delay queue used by Retry with a delay.
+func (d *Driver) RetryQueue() string { return d.retryQueue }
+
+// PoisonDestination returns the poison queue's name, or, with
+// NativeDeadLetter, a description of the queue's dead-letter exchange.
+func (d *Driver) PoisonDestination() string {
+	if d.opts.NativeDeadLetter {
+		return fmt.Sprintf("dead-letter exchange of queue %q", d.queue)
+	}
+	return d.poisonQueue
+}
+
+// ReceiveWaits reports that Receive waits for messages (triggers.Waiter).
+func (d *Driver) ReceiveWaits() bool { return true }
+
+// Close closes the channels and the connection. Deliveries not yet settled
+// are requeued by the broker. Close does not settle messages.
+func (d *Driver) Close() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.closed = true
+	if d.sess != nil {
+		d.sess.shutdown(errClosed)
+		d.sess = nil
+	}
+	return nil
+}
+
+// Receive returns up to maxMessages deliveries. It waits up to ReceiveWait for the
+// first one, then takes only those already delivered to this driver. The
+// lease is ignored: RabbitMQ holds a delivery until it is settled or the
+// channel closes.
+func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Duration) ([]*triggers.Message, error) {
+	maxMessages = maxOf(maxMessages, 1)
+	s, err := d.session(ctx)
+	if err != nil {
+		return nil, err
+	}
+	wait := d.opts.ReceiveWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	timer := time.NewTimer(maxOf(wait, 0))
+	defer timer.Stop()
+	var out []*triggers.Message
+	select {
+	case dv, ok := <-s.deliveries:
+		if !ok {
+			return nil, d.lost(s)
+		}
+		out = append(out, d.message(s, dv))
+	case <-s.done:
+		return nil, d.lost(s)
+	case <-timer.C:
+		return nil, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("rabbitmq: receive from queue %q: %w", d.queue, ctx.Err())
+	}
+drain:
+	for len(out) < maxMessages {
+		select {
+		case dv, ok := <-s.deliveries:
+			if !ok {
+				break drain
+			}
+			out = append(out, d.message(s, dv))
+		default:
+			break drain
+		}
+	}
+	if s.dead() {
+		// The broker has requeued these already: do not hand them out.
+		for _, m := range out {
+			m.DriverData.(*delivery).state.Store(stateSettled)
+		}
+		return nil, d.lost(s)
+	}
+	return out, nil
+}
+
+// session returns the live session, connecting if there is none. A session
+// found dead is dropped and its loss reported; the next call connects.
+func (d *Driver) session(ctx context.Context) (*session, error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.closed {
+		return nil, fmt.Errorf("rabbitmq: receive from queue %q: %w", d.queue, errClosed)
+	}
+	if s := d.sess; s != nil {
+		if !s.dead() {
+			return s, nil
+		}
+		d.sess = nil
+		return nil, s.lostErr(d)
+	}
+	s, err := d.connect(ctx)
+	if err != nil {
+		return nil, err
+	}
+	d.sess = s
+	return s, nil
+}
+
+// lost drops a dead session and returns why it died.
+func (d *Driver) lost(s *session) error {
+	// The library closes the deliveries just after it tells the watcher
+	// why (a cancel, a close): let the watcher record that first.
+	t := time.NewTimer(250 * time.Millisecond)
+	select {
+	case <-s.done:
+	case <-t.C:
+	}
+	t.Stop()
+	s.shutdown(nil)
+	d.mu.Lock()
+	if d.sess == s {
+		d.sess = nil
+	}
+	d.mu.Unlock()
+	return s.lostErr(d)
+}
+
+// Complete acknowledges the delivery.
+func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
+	dv, err := d.begin("complete", m)
+	if err != nil {
+		return err
+	}
+	if err := dv.s.ch.Ack(dv.tag, false); err != nil {
+		dv.state.Store(stateSettled)
+		return d.settleLost("complete", m, err)
+	}
+	dv.state.Store(stateSettled)
+	return nil
+}
+
+// Retry gives the delivery up; it is delivered again after delay with its
+// DequeueCount one higher. See the package documentation for how.
+func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
+	dv, err := d.begin("retry", m)
+	if err != nil {
+		return err
+	}
+	s := dv.s
+	if delay <= 0 && dv.nackRequeues() {
+		if err := s.ch.Nack(dv.tag, false, true); err != nil {
+			dv.state.Store(stateSettled)
+			return d.settleLost("retry", m, err)
+		}
+		dv.state.Store(stateSettled)
+		return nil
+	}
+	target, ensure := d.queue, (func(context.Context, *session) error)(nil)
+	pub := d.copyOf(dv, true)
+	pub.Headers[HeaderAttempt] = m.DequeueCount + 1
+	if delay > 0 {
+		target, ensure = d.retryQueue, d.ensureRetryQueue
+		pub.Expiration = expiration(delay)
+	}
+	if err := s.publish(ctx, target, pub, ensure); err != nil {
+		dv.state.Store(stateHeld)
+		return d.wrap(fmt.Errorf("rabbitmq: retry message %s from queue %q: publish copy to queue %q (the original stays held): %w", m.ID, d.queue, target, err))
+	}
+	if err := s.ch.Ack(dv.tag, false); err != nil {
+		dv.state.Store(stateSettled)
+		return d.settleLost(fmt.Sprintf("retry (copy made in queue %q, so the message will be delivered twice)", target), m, err)
+	}
+	dv.state.Store(stateSettled)
+	return nil
+}
+
+// ExtendLease does nothing: RabbitMQ holds a delivery until it is settled or
+// its channel closes. It returns an error wrapping triggers.ErrLeaseLost when
+// the message is settled or its channel is gone.
+func (d *Driver) ExtendLease(ctx context.Context, m *triggers.Message, lease time.Duration) error {
+	dv, err := d.delivery("extend lease of", m)
+	if err != nil {
+		return err
+	}
+	switch {
+	case dv.state.Load() == stateSettled:
+		return fmt.Errorf("rabbitmq: extend lease of message %s in queue %q: already settled: %w", m.ID, d.queue, triggers.ErrLeaseLost)
+	case dv.s.dead():
+		return d.settleLost("extend lease of", m, dv.s.cause())
+	}
+	return nil
+}
+
+// DeadLetter moves the message to the poison queue (or, with
+// NativeDeadLetter, rejects it to the queue's dead-letter exchange) and
+// returns the poison copy's message id ("" for native dead-lettering). If
+// the copy cannot be made the original stays held and an error is returned.
+func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason string) (string, error) {
+	dv, err := d.begin("dead-letter", m)
+	if err != nil {
+		return "", err
+	}
+	s := dv.s
+	if d.opts.NativeDeadLetter {
+		if err := s.ch.Nack(dv.tag, false, false); err != nil {
+			dv.state.Store(stateSettled)
+			return "", d.settleLost("dead-letter", m, err)
+		}
+		dv.state.Store(stateSettled)
+		return "", nil
+	}
+	pub := d.copyOf(dv, false)
+	pub.Headers[HeaderReason] = truncate(reason, maxReason)
+	pub.Headers[HeaderSource] = d.queue
+	if err := s.publish(ctx, d.poisonQueue, pub, d.ensurePoisonQueue); err != nil {
+		dv.state.Store(stateHeld)
+		return "", d.wrap(fmt.Errorf("rabbitmq: dead-letter message %s from queue %q: publish to poison queue %q (the original stays held): %w", m.ID, d.queue, d.poisonQueue, err))
+	}
+	if err := s.ch.Ack(dv.tag, false); err != nil {
+		dv.state.Store(stateSettled)
+		return pub.MessageId, d.settleLost(fmt.Sprintf("dead-letter (poison copy %s made in queue %q, but the original will be delivered again)", pub.MessageId, d.poisonQueue), m, err)
+	}
+	dv.state.Store(stateSettled)
+	return pub.MessageId, nil
+}
+
+// delivery returns the driver data of a message received by this driver.
+func (d *Driver) delivery(op string, m *triggers.Message) (*delivery, error) {
+	if m == nil {
+		return nil, fmt.Errorf("rabbitmq: %s: nil message", op)
+	}
+	dv, ok := m.DriverData.(*delivery)
+	if !ok || dv == nil || dv.s == nil || dv.s.d != d {
+		return nil, fmt.Errorf("rabbitmq: %s message %s: not received by this driver (queue %q): %w", op, m.ID, d.queue, triggers.ErrLeaseLost)
+	}
+	return dv, nil
+}
+
+// begin claims a held delivery for one settle operation.
+func (d *Driver) begin(op string, m *triggers.Message) (*delivery, error) {
+	dv, err := d.delivery(op, m)
+	if err != nil {
+		return nil, err
+	}
+	if !dv.state.CompareAndSwap(stateHeld, stateBusy) {
+		return nil, fmt.Errorf("rabbitmq: %s message %s in queue %q: already settled: %w", op, m.ID, d.queue, triggers.ErrLeaseLost)
+	}
+	if dv.s.dead() {
+		dv.state.Store(stateSettled)
+		return nil, d.settleLost(op, m, dv.s.cause())
+	}
+	return dv, nil
+}
+
+// settleLost reports a delivery whose channel is gone.
+func (d *Driver) settleLost(op string, m *triggers.Message, cause error) error {
+	return d.wrap(fmt.Errorf("rabbitmq: %s message %s in queue %q: the channel it came on is closed and the broker has requeued it (%v): %w",
+		op, m.ID, d.queue, cause, triggers.ErrLeaseLost))
+}
+
+// wrap redacts the server password from an error's text.
+func (d *Driver) wrap(err error) error {
+	if err == nil {
+		return nil
+	}
+	return &redactedError{msg: redact(err.Error(), d.password), err: err}
+}
+
+func expiration(delay time.Duration) string {
+	ms := (delay + time.Millisecond - 1) / time.Millisecond
+	return fmt.Sprint(min(maxOf(int64(ms), 1), maxExpiration))
+}
+
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func maxOf[T int | int64 | time.Duration](a, b T) T {
+	if a > b {
+		return a
+	}
+	return b
+}
