@@ -62,10 +62,11 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 // OpenURL opens the driver of a subscription URL the way the host would
 // for a function bound to it (the CLI's send uses it). connection names
 // the app setting with the server URL; empty means the driver's default.
-func OpenURL(ctx context.Context, u *url.URL, connection string, settings *AppSettings) (triggers.Driver, error) {
+// create lets the driver create a missing queue or stream.
+func OpenURL(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Driver, error) {
 	if _, ok := lookupScheme(u.Scheme); !ok {
 		return nil, fmt.Errorf("unknown trigger scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", "))
 	}
-	fc := &FunctionConfig{URL: u, Connection: connection, Queues: QueueSettings{BatchSize: 1}}
+	fc := &FunctionConfig{URL: u, Connection: connection, Queues: QueueSettings{BatchSize: 1, CreateQueues: create}}
 	return openURL(ctx, fc, settings)
 }
