@@ -400,6 +400,9 @@ func (d *decoder) serviceBus(cfg *Config, val any) {
 		case "prefetchcount":
 			if n, ok := d.integer(key, canon("prefetchCount"), v, 0, math.MaxInt32); ok {
 				sb.PrefetchCount = n
+				if n > 0 {
+					d.warn(key, canon("prefetchCount"), "azservicebus has no prefetch; jobhost receives only what it may run, ignored")
+				}
 			}
 		case "maxdequeuecount":
 			if n, ok := d.integer(key, canon("maxDequeueCount"), v, 1, math.MaxInt32); ok {

@@ -18,6 +18,7 @@ import (
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
+	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
 )
 
 // backends are the drivers the host suite runs over.
@@ -27,6 +28,8 @@ func backends() map[string]func(t *testing.T) drivertest.Harness {
 		"mem":            func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
 		"rabbit-quorum":  func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, true) },
 		"rabbit-classic": func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, false) },
+		// Service Bus has no emulator: a fake at the azservicebus boundary.
+		"servicebus-fake": func(t *testing.T) drivertest.Harness { return sbfake.Harness{} },
 	}
 }
 

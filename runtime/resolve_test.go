@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -32,7 +31,6 @@ func TestResolveURLTriggers(t *testing.T) {
 	functions.Add(reg, "Rabbit", functions.SubscriptionTrigger("%OrdersSubscription%"), noop)
 	functions.Add(reg, "Bus", functions.SubscriptionTrigger("azuresb://orders?subscription=jobhost").WithConnection("Bus"), noop)
 	functions.Add(reg, "Mem", functions.SubscriptionTrigger("mem://orders"), noop, functions.BatchSize(1))
-	RegisterScheme("azuresb", func(context.Context, *url.URL, triggers.OpenOptions) (triggers.Driver, error) { return nil, nil })
 	funcs, _, err := ResolveFunctions(cfg, reg, settings)
 	if err != nil {
 		t.Fatal(err)

@@ -12,6 +12,7 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/pubsub"
 	"github.com/jobhost/jobhost/triggers/rabbitmq"
+	"github.com/jobhost/jobhost/triggers/servicebus"
 )
 
 var (
@@ -24,6 +25,7 @@ func init() {
 		schemes[s] = pubsub.OpenURL
 	}
 	schemes[rabbitmq.Scheme] = rabbitmq.OpenURL
+	schemes["azuresb"] = servicebus.OpenURL
 }
 
 // RegisterScheme makes URL triggers with scheme open through open,
@@ -50,7 +52,16 @@ func schemeNames() []string {
 // openURL opens a URL trigger's driver.
 func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (triggers.Driver, error) {
 	open, _ := lookupScheme(fc.URL.Scheme)
-	return open(ctx, fc.URL, triggers.OpenOptions{
+	u := fc.URL
+	if u.Scheme == "azuresb" && fc.Queues.MaxRenewal > 0 && !u.Query().Has("max_auto_lock_renewal_duration") {
+		// extensions.serviceBus.maxAutoLockRenewalDuration reaches the driver.
+		c := *u
+		q := c.Query()
+		q.Set("max_auto_lock_renewal_duration", fc.Queues.MaxRenewal.String())
+		c.RawQuery = q.Encode()
+		u = &c
+	}
+	return open(ctx, u, triggers.OpenOptions{
 		Lookup:          settings.Lookup,
 		Connection:      fc.Connection,
 		Prefetch:        fc.Queues.BatchSize + fc.Queues.NewBatchThreshold,

@@ -16,7 +16,7 @@ func TestConformanceMem(t *testing.T) {
 
 func TestParseURL(t *testing.T) {
 	for _, tc := range []struct {
-		in, poisonOverride            string
+		in, poisonOverride             string
 		sub, topic, poison, poisonName string
 	}{
 		{"mem://orders", "", "mem://orders", "mem://orders", "mem://orders-poison", "orders-poison"},

@@ -36,7 +36,9 @@ func TestLiveConformance(t *testing.T) {
 		t.Skip("live Service Bus test skipped: set SERVICEBUS_CONNECTION_STRING and SERVICEBUS_TEST_QUEUE " +
 			"(a queue only this test uses, LockDuration at most 8s, e.g. PT5S) to run the conformance suite against it")
 	}
-	client, err := azuresb.NewClientFromConnectionString(cs, nil)
+	client, err := azuresb.NewClientFromConnectionString(cs, &azservicebus.ClientOptions{RetryOptions: azservicebus.RetryOptions{
+		MaxRetries: 2, RetryDelay: 200 * time.Millisecond, MaxRetryDelay: time.Second, // fail fast, as OpenURL's client does
+	}})
 	if err != nil {
 		t.Fatalf("client: %s", servicebus.Redact(err.Error()))
 	}

@@ -19,7 +19,7 @@ type msgState struct {
 	d  *Driver
 	rm *azservicebus.ReceivedMessage
 
-	receivedAt time.Time // local time just before the receive
+	receivedAt time.Time // when Receive got it (the renewal limit counts from here)
 
 	mu         sync.Mutex
 	acquiredAt time.Time // local time just before the last receive or renewal

@@ -174,18 +174,20 @@ type receiver interface {
 }
 
 // sender is the part of *azservicebus.Sender the driver uses for scheduled
-// retry copies.
+// retry copies and Publish.
 type sender interface {
+	SendMessage(ctx context.Context, message *azservicebus.Message, options *azservicebus.SendMessageOptions) error
 	ScheduleMessages(ctx context.Context, messages []*azservicebus.Message, scheduledEnqueueTime time.Time, options *azservicebus.ScheduleMessagesOptions) ([]int64, error)
 	CancelScheduledMessages(ctx context.Context, sequenceNumbers []int64, options *azservicebus.CancelScheduledMessagesOptions) error
 	Close(ctx context.Context) error
 }
 
 var (
-	_ receiver        = (*azservicebus.Receiver)(nil)
-	_ sender          = (*azservicebus.Sender)(nil)
-	_ triggers.Driver = (*Driver)(nil)
-	_ triggers.Waiter = (*Driver)(nil)
+	_ receiver           = (*azservicebus.Receiver)(nil)
+	_ sender             = (*azservicebus.Sender)(nil)
+	_ triggers.Driver    = (*Driver)(nil)
+	_ triggers.Waiter    = (*Driver)(nil)
+	_ triggers.Publisher = (*Driver)(nil)
 )
 
 // Entity names a queue or a topic subscription, or (DeadLetterQueue) its
@@ -283,8 +285,7 @@ type Options struct {
 }
 
 func (o *Options) normalize() error {
-	switch {
-	case o.MaxAutoLockRenewalDuration == 0:
+	if o.MaxAutoLockRenewalDuration == 0 {
 		o.MaxAutoLockRenewalDuration = DefaultMaxAutoLockRenewalDuration
 	}
 	switch {
@@ -332,7 +333,7 @@ func Open(r receiver, s sender, e Entity, opts *Options) (*Driver, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
-	if r == nil {
+	if pr, ok := r.(*azservicebus.Receiver); r == nil || (ok && pr == nil) {
 		return nil, fmt.Errorf("servicebus: Open %s: nil receiver", e.Path())
 	}
 	if ps, ok := s.(*azservicebus.Sender); ok && ps == nil {
@@ -376,17 +377,28 @@ func OpenClient(client *azservicebus.Client, e Entity, opts *Options) (*Driver, 
 	if err != nil {
 		return nil, wrapErr(fmt.Sprintf("open receiver for %s", e.Path()), err, false)
 	}
+	closeAll := func() {
+		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+		defer cancel()
+		if s != nil {
+			_ = s.Close(ctx)
+		}
+		_ = r.Close(ctx)
+	}
 	if e.Queue != "" && !e.DeadLetterQueue {
 		snd, err := client.NewSender(e.Queue, nil)
 		if err != nil {
-			ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-			defer cancel()
-			_ = r.Close(ctx)
+			closeAll()
 			return nil, wrapErr(fmt.Sprintf("open sender for %s", e.Path()), err, false)
 		}
 		s = snd
 	}
-	return Open(r, s, e, opts)
+	d, err := Open(r, s, e, opts)
+	if err != nil {
+		closeAll()
+		return nil, err
+	}
+	return d, nil
 }
 
 // Entity returns what the driver receives from.
@@ -433,12 +445,16 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		}
 		return nil, wrapErr("receive from "+d.path, err, false)
 	}
+	// The lock began between start and now: renewals are timed from start
+	// (early, so safe), the lease and the renewal limit from now, when the
+	// runtime gets the message.
+	got := time.Now()
 	out := make([]*triggers.Message, 0, len(rms))
 	for _, rm := range rms {
 		if rm == nil {
 			continue
 		}
-		s := &msgState{d: d, rm: rm, receivedAt: start, acquiredAt: start, leaseUntil: start.Add(max(lease, 0))}
+		s := &msgState{d: d, rm: rm, receivedAt: got, acquiredAt: start, leaseUntil: got.Add(max(lease, 0))}
 		m := d.toMessage(rm)
 		m.DriverData = s
 		s.mu.Lock()
@@ -664,6 +680,40 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 	}
 	s.settleLocked()
 	return m.ID, nil
+}
+
+// Publish sends body to the queue with a new MessageID, which it returns.
+// props become application properties, except ContentType, CorrelationID
+// and Subject, which set those system properties (as Receive maps them). A
+// driver on a topic subscription or a dead-letter queue cannot publish.
+func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	if d.send == nil {
+		return "", fmt.Errorf("servicebus: cannot publish to %s: only a queue driver can (send to the topic with the broker's tools)", d.path)
+	}
+	if d.isClosed() {
+		return "", &opError{op: "publish to " + d.path, kinds: []error{ErrClosed}}
+	}
+	id := uuid.NewString()
+	msg := &azservicebus.Message{Body: body, MessageID: &id}
+	for k, v := range props {
+		switch k {
+		case PropContentType:
+			msg.ContentType = &v
+		case PropCorrelationID:
+			msg.CorrelationID = &v
+		case PropSubject:
+			msg.Subject = &v
+		default:
+			if msg.ApplicationProperties == nil {
+				msg.ApplicationProperties = map[string]any{}
+			}
+			msg.ApplicationProperties[k] = v
+		}
+	}
+	if err := d.send.SendMessage(ctx, msg, nil); err != nil {
+		return "", wrapErr("publish to "+d.path, err, false)
+	}
+	return id, nil
 }
 
 // Close stops lock renewal (messages still in flight are redelivered when

@@ -216,16 +216,33 @@ func newEntity(path string, o EntityOptions) *entity {
 	return e
 }
 
-// lookupLocked finds a queue, subscription, or either's dead-letter queue.
-func (b *Broker) lookupLocked(path string) *entity {
+// lookupLocked finds a queue, subscription, or either's dead-letter queue,
+// and applies the passage of time to it (and, for a dead-letter queue, to
+// the entity that feeds it).
+func (b *Broker) lookupLocked(path string, now time.Time) *entity {
 	k := key(path)
 	if base, ok := strings.CutSuffix(k, dlqSuffix); ok {
-		if e := b.queues[base]; e != nil {
-			return e.dlq
+		e := b.queues[base]
+		if e == nil {
+			return nil
 		}
+		b.sweepLocked(e, now)
+		b.sweepLocked(e.dlq, now)
+		return e.dlq
+	}
+	e := b.queues[k]
+	if e != nil {
+		b.sweepLocked(e, now)
+	}
+	return e
+}
+
+// parentLocked returns the entity a dead-letter queue belongs to, or nil.
+func (b *Broker) parentLocked(e *entity) *entity {
+	if e.dlq != nil {
 		return nil
 	}
-	return b.queues[k]
+	return b.queues[key(strings.TrimSuffix(key(e.path), dlqSuffix))]
 }
 
 // FailNext makes the next call of op fail with err (calls queue up).
@@ -280,11 +297,10 @@ type Snapshot struct {
 func (b *Broker) Messages(path string) []Snapshot {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	e := b.lookupLocked(path)
+	e := b.lookupLocked(path, time.Now())
 	if e == nil {
 		return nil
 	}
-	b.sweepLocked(e, time.Now())
 	var out []Snapshot
 	for _, m := range e.msgs {
 		out = append(out, Snapshot{
@@ -478,13 +494,12 @@ func (r *Receiver) ReceiveMessages(ctx context.Context, maxMessages int, _ *azse
 				return nil, err
 			}
 		}
-		e := b.lookupLocked(r.path)
+		now := time.Now()
+		e := b.lookupLocked(r.path, now)
 		if e == nil {
 			b.mu.Unlock()
 			return nil, errNotFound(r.path)
 		}
-		now := time.Now()
-		b.sweepLocked(e, now)
 		var out []*azservicebus.ReceivedMessage
 		for _, m := range e.msgs {
 			if len(out) == maxMessages {
@@ -504,6 +519,11 @@ func (r *Receiver) ReceiveMessages(ctx context.Context, maxMessages int, _ *azse
 			return out, nil
 		}
 		next := e.nextEventLocked(now)
+		if p := b.parentLocked(e); p != nil {
+			if pn := p.nextEventLocked(now); !pn.IsZero() && (next.IsZero() || pn.Before(next)) {
+				next = pn
+			}
+		}
 		ch := b.changed
 		b.mu.Unlock()
 
@@ -546,12 +566,11 @@ func (r *Receiver) settle(op Op, rm *azservicebus.ReceivedMessage, f func(e *ent
 	if err := b.callLocked(op); err != nil {
 		return err
 	}
-	e := b.lookupLocked(r.path)
+	now := time.Now()
+	e := b.lookupLocked(r.path, now)
 	if e == nil {
 		return errNotFound(r.path)
 	}
-	now := time.Now()
-	b.sweepLocked(e, now)
 	for _, m := range e.msgs {
 		if m.locked && m.lockToken == rm.LockToken {
 			err := f(e, m, now)
