@@ -77,6 +77,7 @@ type Settings struct {
 	LeaseDuration      *time.Duration
 	MessageEncoding    *bindings.Encoding
 	FunctionTimeout    *time.Duration
+	Retry              *RetryPolicy
 }
 
 // Option sets a per-function setting at registration.
@@ -110,6 +111,10 @@ func LeaseDuration(d time.Duration) Option { return func(s *Settings) { s.LeaseD
 func MessageEncoding(e bindings.Encoding) Option {
 	return func(s *Settings) { s.MessageEncoding = &e }
 }
+
+// Retry sets the function's retry policy (see FixedDelay and
+// ExponentialBackoff).
+func Retry(p RetryPolicy) Option { return func(s *Settings) { s.Retry = &p } }
 
 // Timeout limits one invocation; when it passes the function's context is
 // cancelled and the attempt counts as failed. A negative value means no limit.

@@ -38,6 +38,9 @@ type QueueSettings struct {
 	// CreateQueues creates a missing trigger queue instead of backing off
 	// (default false; jobhost only).
 	CreateQueues bool
+	// Retry is the retry policy (nil: retry after VisibilityTimeout until
+	// MaxDequeueCount).
+	Retry *functions.RetryPolicy
 	// MaxRenewal stops lease renewal once a message has been held this
 	// long (0: renew for as long as the function runs). Service Bus's
 	// maxAutoLockRenewalDuration.
@@ -280,6 +283,10 @@ func (d *decoder) decode() *Config {
 			d.extensions(cfg, val)
 		case "jobhost":
 			d.jobhost(cfg, val)
+		case "retry":
+			if p, ok := d.retry("retry", "retry", val); ok {
+				cfg.Queues.Retry, cfg.PubSub.Retry = p, p
+			}
 		case "extensionbundle":
 			d.warn(k, "extensionBundle", "ignored: jobhost compiles its bindings in")
 		default:
@@ -518,6 +525,12 @@ func (d *decoder) queueKeys(lowerPrefix, canonPrefix string, m map[string]any, o
 			} else if t, ok := d.timeout(key, canon("functionTimeout"), v); ok {
 				o.FunctionTimeout = &t
 			}
+		case "retry":
+			if create != nil {
+				d.warn(key, canon(k), "set retry at the top level of host.json or per function, ignored")
+			} else if p, ok := d.retry(key, canon("retry"), v); ok {
+				o.Retry = p
+			}
 		case "poison":
 			if create != nil {
 				d.warn(key, canon(k), "set poison per function, ignored")
@@ -600,6 +613,58 @@ func (d *decoder) duration(key, canon string, v any, lo, hi time.Duration) (time
 	return t, true
 }
 
+// retry decodes a Functions retry policy object.
+func (d *decoder) retry(key, canon string, v any) (*functions.RetryPolicy, bool) {
+	m, ok := d.section(key, canon, v)
+	if !ok {
+		return nil, false
+	}
+	p := &functions.RetryPolicy{MaxRetryCount: -1}
+	good := true
+	for k, fv := range m {
+		fk, fc := key+"."+k, canon+"."+k
+		switch k {
+		case "strategy":
+			s, _ := fv.(string)
+			switch strings.ToLower(s) {
+			case "fixeddelay":
+				p.Strategy = "fixedDelay"
+			case "exponentialbackoff":
+				p.Strategy = "exponentialBackoff"
+			default:
+				d.problem(fk, canon+".strategy", fmt.Sprintf(`must be "fixedDelay" or "exponentialBackoff", got %s`, show(fv)))
+				good = false
+			}
+		case "maxretrycount":
+			n, ok := d.integer(fk, canon+".maxRetryCount", fv, -1, math.MaxInt32)
+			p.MaxRetryCount, good = n, good && ok
+		case "delayinterval":
+			t, ok := d.duration(fk, canon+".delayInterval", fv, 0, maxVisibility)
+			p.DelayInterval, good = t, good && ok
+		case "minimuminterval":
+			t, ok := d.duration(fk, canon+".minimumInterval", fv, 0, maxVisibility)
+			p.MinimumInterval, good = t, good && ok
+		case "maximuminterval":
+			t, ok := d.duration(fk, canon+".maximumInterval", fv, 0, maxVisibility)
+			p.MaximumInterval, good = t, good && ok
+		default:
+			d.warn(fk, fc, "unknown key, ignored")
+		}
+	}
+	if !good {
+		return nil, false
+	}
+	if p.Strategy == "" {
+		d.problem(key+".strategy", canon+".strategy", `is required: "fixedDelay" or "exponentialBackoff"`)
+		return nil, false
+	}
+	if err := p.Validate(); err != nil {
+		d.problem(key, canon, err.Error())
+		return nil, false
+	}
+	return p, true
+}
+
 // timeout decodes functionTimeout: a TimeSpan, or -1 for no limit (0).
 func (d *decoder) timeout(key, canon string, v any) (time.Duration, bool) {
 	switch x := v.(type) {
@@ -662,6 +727,9 @@ func overlay(q QueueSettings, o functions.Settings) QueueSettings {
 	}
 	if o.MessageEncoding != nil {
 		q.MessageEncoding = *o.MessageEncoding
+	}
+	if o.Retry != nil {
+		q.Retry = o.Retry
 	}
 	return q
 }

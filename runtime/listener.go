@@ -182,8 +182,8 @@ func (l *listener) process(m *triggers.Message) {
 		runErr  error
 	)
 	switch payload, err := q.MessageEncoding.Decode(m.Body); {
-	case int(m.DequeueCount) > q.MaxDequeueCount:
-		runErr = fmt.Errorf("dequeue count %d is over maxDequeueCount %d (an earlier attempt did not finish)", m.DequeueCount, q.MaxDequeueCount)
+	case int(m.DequeueCount) > l.attempts():
+		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
 		outcome = l.poison(m, id, runErr)
 	case err != nil:
 		runErr = err
@@ -279,11 +279,35 @@ func (l *listener) renew(m *triggers.Message) func() {
 	return func() { close(done); wg.Wait() }
 }
 
+// attempts is how many attempts a message gets: the retry policy's
+// maxRetryCount + 1 when it sets one, else maxDequeueCount.
+func (l *listener) attempts() int {
+	q := l.fc.Queues
+	if q.Retry != nil && q.Retry.Attempts() > 0 {
+		return q.Retry.Attempts()
+	}
+	return q.MaxDequeueCount
+}
+
+// retryDelay is the wait before m's next attempt after runErr.
+func (l *listener) retryDelay(m *triggers.Message, runErr error) time.Duration {
+	var after *functions.RetryAfterError
+	switch q := l.fc.Queues; {
+	case errors.As(runErr, &after):
+		return after.Delay
+	case q.Retry != nil:
+		return q.Retry.Delay(m.DequeueCount)
+	default:
+		return q.VisibilityTimeout
+	}
+}
+
 // settle completes, retries or poisons m after an invocation.
 func (l *listener) settle(m *triggers.Message, id string, runErr error) string {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	var bindErr *bindings.Error
+	var permanent *functions.PermanentError
 	switch {
 	case runErr == nil:
 		if err := l.drv.Complete(ctx, m); err != nil {
@@ -291,15 +315,15 @@ func (l *listener) settle(m *triggers.Message, id string, runErr error) string {
 				zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 		}
 		return OutcomeSucceeded
-	case errors.As(runErr, &bindErr):
+	case errors.As(runErr, &bindErr), errors.As(runErr, &permanent):
 		return l.poison(m, id, runErr)
 	case l.hard.Err() != nil:
 		// Cancelled by shutdown: leave the message for its lease to end.
 		return OutcomeCancelled
-	case int(m.DequeueCount) >= l.fc.Queues.MaxDequeueCount:
+	case int(m.DequeueCount) >= l.attempts():
 		return l.poison(m, id, runErr)
 	}
-	if err := l.drv.Retry(ctx, m, l.fc.Queues.VisibilityTimeout); err != nil {
+	if err := l.drv.Retry(ctx, m, l.retryDelay(m, runErr)); err != nil {
 		l.log.Warn("could not make the failed message visible again; it reappears when its lease ends",
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 	}

@@ -147,6 +147,11 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 	if q.LeaseDuration < time.Second || q.LeaseDuration > maxVisibility {
 		bad("leaseDuration", fmt.Sprintf("must be from 1s to 7 days, got %s", q.LeaseDuration))
 	}
+	if q.Retry != nil {
+		if err := q.Retry.Validate(); err != nil {
+			bad("retry", err.Error())
+		}
+	}
 	if q.MessageEncoding != bindings.Base64 && q.MessageEncoding != bindings.None {
 		bad("messageEncoding", fmt.Sprintf(`must be "base64" or "none", got %q`, q.MessageEncoding))
 	}

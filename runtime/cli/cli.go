@@ -256,7 +256,7 @@ func (c *command) functions() int {
 			MaxDequeueCount: q.MaxDequeueCount, MaxPollingInterval: runtime.FormatTimeSpan(q.MaxPollingInterval),
 			VisibilityTimeout: runtime.FormatTimeSpan(q.VisibilityTimeout), LeaseDuration: runtime.FormatTimeSpan(q.LeaseDuration),
 			MessageEncoding: string(q.MessageEncoding), FunctionTimeout: timeout,
-			PoisonQueue: azurequeue.PoisonQueueName(fc.Queue), Disabled: fc.Disabled,
+			PoisonQueue: poisonName(fc), Disabled: fc.Disabled,
 		})
 	}
 	switch c.output {
@@ -288,6 +288,20 @@ func (c *command) functions() int {
 		return ExitUsage
 	}
 	return ExitOK
+}
+
+// poisonName is where fc's poison messages go, as far as it is known
+// without opening the driver.
+func poisonName(fc *runtime.FunctionConfig) string {
+	switch {
+	case fc.URL == nil:
+		return azurequeue.PoisonQueueName(fc.Queue)
+	case fc.Poison != "":
+		return fc.Poison
+	case fc.URL.Scheme == "azuresb":
+		return "the entity's dead-letter queue"
+	}
+	return "the driver's default (<name>-poison)"
 }
 
 // queueFlags are the flags of send and peek.
