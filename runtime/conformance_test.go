@@ -16,6 +16,7 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 	"github.com/jobhost/jobhost/triggers/drivertest"
+	"github.com/jobhost/jobhost/triggers/jetstream/jstest"
 	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
@@ -25,6 +26,7 @@ import (
 func backends() map[string]func(t *testing.T) drivertest.Harness {
 	return map[string]func(t *testing.T) drivertest.Harness{
 		"azurite":        func(t *testing.T) drivertest.Harness { return azuritetest.Shared(t).Harness() },
+		"jetstream":      func(t *testing.T) drivertest.Harness { return jstest.NewHarness(t) },
 		"mem":            func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
 		"rabbit-quorum":  func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, true) },
 		"rabbit-classic": func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, false) },

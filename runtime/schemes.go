@@ -10,6 +10,7 @@ import (
 	"sync"
 
 	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/jetstream"
 	"github.com/jobhost/jobhost/triggers/pubsub"
 	"github.com/jobhost/jobhost/triggers/rabbitmq"
 	"github.com/jobhost/jobhost/triggers/servicebus"
@@ -26,6 +27,7 @@ func init() {
 	}
 	schemes[rabbitmq.Scheme] = rabbitmq.OpenURL
 	schemes["azuresb"] = servicebus.OpenURL
+	schemes["nats"] = jetstream.OpenURL
 }
 
 // RegisterScheme makes URL triggers with scheme open through open,

@@ -11,6 +11,7 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/runtime/cli"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
+	"github.com/jobhost/jobhost/triggers/jetstream/jstest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 )
 
@@ -29,6 +30,10 @@ func TestSameFunctionOnEveryBroker(t *testing.T) {
 			q := rabbittest.UniqueName(t)
 			t.Cleanup(func() { rabbittest.DeleteQueues(url, q, q+"-poison", q+"-retry") })
 			return []string{"RABBIT_SERVER_URL=" + url, Setting + "=rabbit://" + q}
+		},
+		"nats": func(t *testing.T) []string {
+			f := jstest.NewFixture(context.Background(), t) // a fresh stream, deleted afterwards
+			return []string{"NATS_SERVER_URL=" + jstest.URL(), Setting + "=nats://" + f.Subject + "?stream=" + f.Stream}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

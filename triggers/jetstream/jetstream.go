@@ -1,19 +1,16 @@
 // Package jetstream is the jobhost trigger driver for one NATS JetStream
 // durable pull consumer, URL scheme nats:// (see OptionsFromURL and OpenURL).
 //
-// Engine choice. gocloud's natspubsub v0.46 is core NATS (at-most-once, Nack
-// panics). github.com/pitabwire/natspubsub v0.7.12 does speak JetStream, but
-// through gocloud's Subscription, which prefetches and buffers batches of its
-// own sizing (and the driver keeps a half-read Fetch batch across calls), so
-// buffered messages outlive their ack wait; its Ack is fire-and-forget with
-// errors discarded, Nack is a plain Nak (no NakWithDelay), InProgress and Term
-// are reachable only through As, NumDelivered only through As on each
-// message, header keys and values are URL-unescaped on receive (altering
-// properties), and dial errors quote the server URL with its credentials.
-// This package therefore uses nats.go directly: one pull request per Receive
-// (never more than asked for, nothing buffered), broker-native NumDelivered,
-// NakWithDelay, InProgress and Term, and acknowledgements that wait for the
-// server.
+// Engine choice: gocloud's natspubsub v0.46 is core NATS only. The JetStream
+// driver github.com/pitabwire/natspubsub v0.7.12 sits behind gocloud's
+// Subscription, which prefetches and buffers (and it keeps a half-read Fetch
+// batch across calls), so buffered messages outlive their ack wait; its Ack
+// is fire-and-forget with errors dropped, Nack is a plain Nak, InProgress,
+// Term and NumDelivered are reachable only through As, headers are
+// URL-unescaped on receive, and dial errors quote the URL with credentials.
+// This package uses nats.go directly: one pull request per Receive, nothing
+// buffered, broker-native NumDelivered, NakWithDelay, InProgress and Term,
+// and acknowledgements that wait for the server's reply.
 //
 // # Semantics
 //
@@ -30,17 +27,19 @@
 //     stream timestamp; ExpirationTime is InsertionTime + the stream's MaxAge
 //     (zero without one). Properties are the headers (first value of each).
 //     Source is "<stream>/<consumer>".
-//   - Leases. The consumer's AckWait is Options.AckWait, or else the lease of
-//     the first Receive (at least 1 s); the runtime always passes the same
-//     lease, so AckWait equals the lease and the server redelivers an
-//     abandoned message (crashed worker) when its lease ends. A lease shorter
-//     than AckWait is enforced by the driver: when it ends, the driver Naks
-//     the message. A lease longer than AckWait (Receive or ExtendLease) is kept
-//     by the driver sending InProgress every AckWait/2; if the worker dies,
-//     the server redelivers within AckWait. InProgress alone can only restart
-//     the AckWait clock; it cannot set another length. Workers sharing a
-//     durable should use the same lease: the last to set up the consumer sets
-//     its AckWait, and a Nak delay is computed by the server against AckWait.
+//   - Leases. A consumer the driver creates gets AckWait = the lease of the
+//     first Receive (at least 1 s); the runtime always passes the same lease,
+//     so the server redelivers an abandoned message (crashed worker) when its
+//     lease ends, as WebJobs does. An existing consumer keeps its AckWait
+//     (so workers with other leases do not change it under each other),
+//     unless Options.AckWait is set; to apply a new lease to a durable,
+//     set AckWait or delete the consumer. A lease shorter than AckWait is
+//     enforced by the driver: when it ends, the driver Naks the message. A
+//     lease longer than AckWait (Receive or ExtendLease) is kept by the
+//     driver sending InProgress every AckWait/2; if the worker dies, the
+//     server redelivers within AckWait. (InProgress alone only restarts the
+//     AckWait clock; it cannot set another length.) A Nak delay is counted
+//     by the server from AckWait, so changing AckWait shifts pending delays.
 //   - JetStream accepts an ack for a message from any earlier delivery of it
 //     (it acks by stream sequence), so settling a message after its lease
 //     could remove a message another worker now holds. The driver refuses:
@@ -67,8 +66,9 @@
 //   - A missing stream makes Receive fail with an error wrapping
 //     triggers.ErrNotFound, unless CreateIfMissing, which creates a
 //     file-storage stream with work-queue retention (Complete deletes the
-//     message, like a queue) capturing the filter subject, or the stream name
-//     when there is no filter subject. The durable consumer is created
+//     message, like a queue; the server then allows one consumer per
+//     subject) capturing the filter subject, or the stream name when there
+//     is no filter subject. The durable consumer is created
 //     (explicit ack, MaxDeliver unlimited: the runtime decides when to poison)
 //     or updated (AckWait, MaxAckPending) on the first Receive, and again
 //     after the server reports it missing. An existing consumer must be a
@@ -77,10 +77,15 @@
 //     and settlements fail (nothing is buffered for later), then work again.
 //     Server URLs are never shown with their credentials.
 //
-// Server quirks (nats-server 2.9): a Nak with delay keeps the message pending
-// (it counts against MaxAckPending until redelivered); an ack reply is sent
-// even when the message was not pending, so a late ack cannot be detected by
-// the server's answer.
+// Server quirks (nats-server 2.9.10): a Nak with delay keeps the message
+// pending (it counts against MaxAckPending until redelivered); an ack is
+// answered even when the message was not pending, so a late ack cannot be
+// detected from the reply; a redelivery that finds only an expired, not yet
+// removed pull request makes the server deliver the consumer's last new
+// message again with NumDelivered 1 (fixed in later 2.10 releases): Receive
+// keeps its requests from expiring near the redeliveries it can foresee;
+// creating a stream while the account's last stream is being deleted fails
+// with "error creating store for stream" (10049), which the driver retries.
 package jetstream
 
 import (
@@ -155,12 +160,13 @@ type Driver struct {
 
 	mu       sync.Mutex
 	inflight map[uint64]*delivery // by stream sequence
+	expected []time.Time          // server redeliveries of messages no longer held
 	closed   bool
 }
 
 var (
-	_ triggers.Driver = (*Driver)(nil)
-	_ triggers.Waiter = (*Driver)(nil)
+	_ triggers.Driver      = (*Driver)(nil)
+	_ triggers.Waiter      = (*Driver)(nil)
 	_ triggers.OpenURLFunc = OpenURL
 )
 
@@ -309,6 +315,7 @@ func (d *Driver) Close() error {
 	d.mu.Unlock()
 	for _, dl := range held {
 		dl.mu.Lock()
+		dl.state = lost // a timer already running sees this and stops
 		dl.stopTimer()
 		dl.mu.Unlock()
 	}
@@ -351,13 +358,12 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 	if err := d.setup(ctx, lease); err != nil {
 		return nil, err
 	}
-	wait := d.opts.ReceiveWait
+	limit := d.opts.ReceiveWait + 2*expiryGap
 	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl)-pullGrace)
-		if wait < 10*time.Millisecond {
-			wait = 10 * time.Millisecond
-		}
+		limit = min(limit, time.Until(dl)-pullGrace)
 	}
+	now := time.Now()
+	wait := pullExpiry(now, min(d.opts.ReceiveWait, limit), limit, d.redeliveries(now))
 	raw, err := d.pull(min(maxMessages, d.opts.Prefetch), wait)
 	if len(raw) == 0 {
 		return nil, d.scrub(err)
@@ -377,6 +383,72 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		return nil, err
 	}
 	return out, nil
+}
+
+// expiryGap is how far a pull request's expiry is kept from a redelivery
+// the driver expects. nats-server before 2.10.x mishandles a redelivery
+// that finds only an expired (not yet removed) pull request: it delivers
+// the consumer's last new message again with NumDelivered 1 and drops the
+// redelivery until another AckWait has passed.
+const expiryGap = 200 * time.Millisecond
+
+// pullExpiry returns how long a pull request sent at now should wait: want,
+// moved (not beyond limit, not under 10 ms) so that it does not expire
+// within expiryGap of any of the given redelivery times.
+func pullExpiry(now time.Time, want, limit time.Duration, redeliveries []time.Time) time.Duration {
+	const floor = 10 * time.Millisecond
+	want = max(want, floor)
+	clear := func(w time.Duration) bool {
+		for _, t := range redeliveries {
+			if d := t.Sub(now.Add(w)); d > -expiryGap && d < expiryGap {
+				return false
+			}
+		}
+		return true
+	}
+	if clear(want) {
+		return want
+	}
+	best, found := want, false
+	for _, t := range redeliveries {
+		for _, w := range []time.Duration{t.Sub(now) + expiryGap, t.Sub(now) - expiryGap} {
+			if w < floor || w > max(limit, floor) || !clear(w) {
+				continue
+			}
+			if dist, bestDist := (w - want).Abs(), (best - want).Abs(); !found || dist < bestDist || dist == bestDist && w > best {
+				best, found = w, true
+			}
+		}
+	}
+	return best // want itself when no wait clears every redelivery
+}
+
+// expect records a redelivery the server will make of a message this
+// driver no longer holds.
+func (d *Driver) expect(t time.Time) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.expected = append(d.expected, t)
+}
+
+// redeliveries returns the redeliveries the driver expects after now.
+func (d *Driver) redeliveries(now time.Time) []time.Time {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	keep := d.expected[:0]
+	for _, t := range d.expected {
+		if t.After(now.Add(-expiryGap)) {
+			keep = append(keep, t)
+		}
+	}
+	d.expected = keep
+	out := append([]time.Time(nil), keep...)
+	for _, dl := range d.inflight {
+		if due := dl.due.Load(); due != 0 {
+			out = append(out, time.Unix(0, due))
+		}
+	}
+	return out
 }
 
 // arrival is a delivered message and when it reached the driver.
@@ -449,7 +521,8 @@ func (d *Driver) track(rm *nats.Msg, start time.Time, lease time.Duration) *trig
 	if err != nil {
 		return nil // cannot happen for a $JS.ACK reply; redelivered after AckWait
 	}
-	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, lease: lease, deadline: start.Add(lease), touched: start}
+	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, lease: lease, deadline: start.Add(lease)}
+	dl.touch(start)
 	id := rm.Header.Get(HeaderMsgID)
 	if id == "" {
 		id = strconv.FormatUint(dl.seq, 10)
@@ -529,10 +602,14 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 	if delay > 0 {
 		body = fmt.Appendf(nil, `-NAK {"delay":%d}`, delay.Nanoseconds())
 	}
+	sent := time.Now()
 	if err := d.reply(ctx, dl, body); err != nil {
 		return d.msgErr("retry", m, err)
 	}
 	dl.settle()
+	if delay > 0 {
+		d.expect(sent.Add(delay))
+	}
 	return nil
 }
 
@@ -552,7 +629,8 @@ func (d *Driver) ExtendLease(ctx context.Context, m *triggers.Message, lease tim
 	if err := d.reply(ctx, dl, ackProgress); err != nil {
 		return d.msgErr("extend lease of", m, err)
 	}
-	dl.touched, dl.deadline, dl.lease = sent, sent.Add(lease), lease
+	dl.touch(sent)
+	dl.deadline, dl.lease = sent.Add(lease), lease
 	m.NextVisibleTime = dl.deadline
 	dl.schedule()
 	return nil
@@ -691,6 +769,7 @@ func (d *Driver) hold(m *triggers.Message, op string) (*delivery, error) {
 		case !now.Add(margin).Before(dl.touched.Add(d.currentAckWait())):
 			why = "the server's ack wait ran out"
 			dl.lose()
+			d.expect(dl.touched.Add(d.currentAckWait()))
 		}
 	}
 	if why != "" {
@@ -737,6 +816,9 @@ func (d *Driver) setup(ctx context.Context, lease time.Duration) error {
 	}
 	d.maxAge.Store(int64(s.CachedInfo().Config.MaxAge))
 
+	// A new consumer's AckWait is the lease; an existing one keeps its own
+	// unless Options.AckWait says otherwise, so that workers with other
+	// leases do not change it under each other.
 	ackWait := d.opts.AckWait
 	if ackWait == 0 {
 		ackWait = max(lease, MinAckWait)
@@ -759,6 +841,9 @@ func (d *Driver) setup(ctx context.Context, lease time.Duration) error {
 		cfg := c.CachedInfo().Config
 		if err := d.compatible(cfg); err != nil {
 			return err
+		}
+		if d.opts.AckWait == 0 {
+			ackWait = cfg.AckWait
 		}
 		if cfg.AckWait != ackWait || cfg.MaxAckPending != d.opts.Prefetch {
 			cfg.AckWait, cfg.MaxAckPending = ackWait, d.opts.Prefetch
@@ -803,7 +888,7 @@ func (d *Driver) createStream(ctx context.Context) (natsjs.Stream, error) {
 	if subj == "" {
 		subj = d.opts.Stream
 	}
-	s, err := d.js.CreateStream(ctx, natsjs.StreamConfig{
+	s, err := createStream(ctx, d.js, natsjs.StreamConfig{
 		Name:        d.opts.Stream,
 		Description: "created by jobhost",
 		Subjects:    []string{subj},
@@ -815,6 +900,28 @@ func (d *Driver) createStream(ctx context.Context) (natsjs.Stream, error) {
 	}
 	return s, err
 }
+
+// createStream creates a stream, retrying a few times on "error creating
+// store for stream": nats-server 2.9 fails so when it creates an account's
+// only stream while removing the account's storage directory after its last
+// stream was deleted.
+func createStream(ctx context.Context, js natsjs.JetStream, cfg natsjs.StreamConfig) (natsjs.Stream, error) {
+	for i := 0; ; i++ {
+		s, err := js.CreateStream(ctx, cfg)
+		var apiErr *natsjs.APIError
+		if i == 4 || !errors.As(err, &apiErr) || apiErr.ErrorCode != errCodeStreamCreate {
+			return s, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, err
+		case <-time.After(time.Duration(i+1) * 20 * time.Millisecond):
+		}
+	}
+}
+
+// errCodeStreamCreate is JetStream's "error creating store for stream".
+const errCodeStreamCreate natsjs.ErrorCode = 10049
 
 // ensurePoison makes sure a stream captures the poison subject.
 func (d *Driver) ensurePoison(ctx context.Context) error {
@@ -843,7 +950,7 @@ func (d *Driver) ensurePoison(ctx context.Context) error {
 			Retention:   natsjs.LimitsPolicy,
 			Storage:     natsjs.FileStorage,
 		}
-		_, err = d.js.CreateStream(ctx, cfg)
+		_, err = createStream(ctx, d.js, cfg)
 		if errors.Is(err, natsjs.ErrStreamNameAlreadyInUse) {
 			// It exists for other poison subjects: add ours.
 			var s natsjs.Stream
@@ -874,6 +981,8 @@ func (d *Driver) notConnected(op string) error {
 	msg := fmt.Sprintf("jetstream: %s %s: not connected to NATS server %s (%s)", op, d.source, d.server, d.nc.Status())
 	if p := d.lastErr.Load(); p != nil {
 		msg += ": " + *p
+	} else if err := d.nc.LastError(); err != nil {
+		msg += ": " + err.Error()
 	}
 	return d.scrub(errors.New(msg))
 }
@@ -895,8 +1004,9 @@ type delivery struct {
 	mu       sync.Mutex
 	state    int
 	lease    time.Duration
-	deadline time.Time // the lease ends
-	touched  time.Time // the server's AckWait clock started no earlier
+	deadline time.Time    // the lease ends
+	touched  time.Time    // when the server (re)started its AckWait clock, as seen here
+	due      atomic.Int64 // touched + AckWait (unix ns): when the server would redeliver
 	timer    *time.Timer
 }
 
@@ -905,6 +1015,13 @@ const (
 	settled
 	lost
 )
+
+// touch records that the server restarted the message's AckWait clock.
+// dl.mu is held (or dl is not yet shared).
+func (dl *delivery) touch(t time.Time) {
+	dl.touched = t
+	dl.due.Store(t.Add(dl.d.currentAckWait()).UnixNano())
+}
 
 // schedule arms the timer for the lease's end, or for the next InProgress
 // when the lease outlasts the server's AckWait. dl.mu is held.
@@ -936,6 +1053,7 @@ func (dl *delivery) fire() {
 	aw := dl.d.currentAckWait()
 	if !now.Before(dl.touched.Add(aw)) {
 		dl.lose() // the server redelivers it
+		dl.d.expect(dl.touched.Add(aw))
 		return
 	}
 	if dl.deadline.After(dl.touched.Add(aw)) && !now.Before(dl.touched.Add(aw/2)) {
@@ -944,7 +1062,7 @@ func (dl *delivery) fire() {
 		cancel()
 		switch {
 		case err == nil:
-			dl.touched = now
+			dl.touch(now)
 		case errors.Is(err, triggers.ErrLeaseLost):
 			dl.lose()
 			return
@@ -962,8 +1080,11 @@ func (dl *delivery) fire() {
 func (dl *delivery) expire(now time.Time) {
 	dl.lose()
 	if dl.touched.Add(dl.d.currentAckWait()).Sub(now) >= nakAhead {
-		_ = dl.d.nc.Publish(dl.msg.Reply, ackNak)
+		if dl.d.nc.Publish(dl.msg.Reply, ackNak) == nil {
+			return
+		}
 	}
+	dl.d.expect(dl.touched.Add(dl.d.currentAckWait()))
 }
 
 // lose marks the delivery as no longer ours. dl.mu is held.

@@ -61,9 +61,10 @@ type Options struct {
 	// server lets this durable consumer (all its workers together) hold
 	// unacknowledged. Zero means DefaultPrefetch.
 	Prefetch int
-	// AckWait is the consumer's AckWait. Zero means the lease of the first
-	// Receive (clamped to at least MinAckWait), which is what the runtime
-	// passes every time, so the server's redelivery matches the lease.
+	// AckWait is set on the consumer. Zero means: a consumer the driver
+	// creates gets the lease of the first Receive (at least MinAckWait),
+	// which is what the runtime passes every time, so the server's
+	// redelivery matches the lease; an existing consumer keeps its AckWait.
 	AckWait time.Duration
 	// ReceiveWait is how long Receive waits for a first message; zero means
 	// DefaultReceiveWait.

@@ -119,7 +119,7 @@ func NewFixture(ctx context.Context, t testing.TB) *Fixture {
 	}
 	f.PoisonSubject = jetstream.DefaultPoisonSubject(f.Stream, f.Subject)
 	f.PoisonStream = f.Stream + jetstream.PoisonStreamSuffix
-	if _, err := js.CreateStream(ctx, natsjs.StreamConfig{
+	if err := CreateStream(ctx, js, natsjs.StreamConfig{
 		Name:      f.Stream,
 		Subjects:  []string{f.Subject},
 		Retention: natsjs.WorkQueuePolicy,
@@ -131,6 +131,20 @@ func NewFixture(ctx context.Context, t testing.TB) *Fixture {
 		f.DeleteStreams(t, f.Stream, f.PoisonStream)
 	})
 	return f
+}
+
+// CreateStream creates a stream, retrying on nats-server 2.9's transient
+// "error creating store for stream" (10049), which happens when another
+// test has just deleted the account's last stream.
+func CreateStream(ctx context.Context, js natsjs.JetStream, cfg natsjs.StreamConfig) error {
+	for i := 0; ; i++ {
+		_, err := js.CreateStream(ctx, cfg)
+		var apiErr *natsjs.APIError
+		if err == nil || i == 9 || !errors.As(err, &apiErr) || apiErr.ErrorCode != 10049 {
+			return err
+		}
+		time.Sleep(time.Duration(i+1) * 20 * time.Millisecond)
+	}
 }
 
 // DeleteStreams deletes the named streams, ignoring missing ones.
