@@ -367,7 +367,7 @@ func TestOverLimitPoisonedWithoutRunning(t *testing.T) {
 	h := startHost(t, reg, hostSetup{srv: srv, queue: queue})
 	l := h.logs.await(t, "poisoned", 1, 20*time.Second, outcome(OutcomePoisoned))[0]
 	h.stop(t)
-	if calls.Load() != 0 || l["dequeueCount"] != 4.0 || !strings.Contains(fmt.Sprint(l["error"]), "over maxDequeueCount") {
+	if calls.Load() != 0 || l["dequeueCount"] != 4.0 || !strings.Contains(fmt.Sprint(l["error"]), "attempts allowed by maxDequeueCount") {
 		t.Errorf("calls=%d line=%v", calls.Load(), l)
 	}
 }

@@ -183,7 +183,7 @@ func (l *listener) process(m *triggers.Message) {
 	)
 	switch payload, err := q.MessageEncoding.Decode(m.Body); {
 	case int(m.DequeueCount) > l.attempts():
-		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
+		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed by maxDequeueCount or retry.maxRetryCount (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
 		outcome = l.poison(m, id, runErr)
 	case err != nil:
 		runErr = err
