@@ -78,6 +78,15 @@ type Settings struct {
 	MessageEncoding    *bindings.Encoding
 	FunctionTimeout    *time.Duration
 	Retry              *RetryPolicy
+	Callback           *Callback
+}
+
+// Callback says where to POST a function's completion notice: a fixed URL
+// (which may use %Setting%), or the URL found in a field of the trigger
+// message's JSON.
+type Callback struct {
+	URL   string
+	Field string
 }
 
 // Option sets a per-function setting at registration.
@@ -115,6 +124,17 @@ func MessageEncoding(e bindings.Encoding) Option {
 // Retry sets the function's retry policy (see FixedDelay and
 // ExponentialBackoff).
 func Retry(p RetryPolicy) Option { return func(s *Settings) { s.Retry = &p } }
+
+// CallbackURL makes the host POST a completion notice to url (which may use
+// %Setting%) when the function's message is finally settled: succeeded or
+// poisoned. The host must be in jobhost.callbacks.allowedHosts.
+func CallbackURL(url string) Option { return func(s *Settings) { s.Callback = &Callback{URL: url} } }
+
+// CallbackFromField is CallbackURL with the URL taken from a field of the
+// trigger message's JSON ("callbackUrl", or a dotted path "reply.url").
+func CallbackFromField(field string) Option {
+	return func(s *Settings) { s.Callback = &Callback{Field: field} }
+}
 
 // Timeout limits one invocation; when it passes the function's context is
 // cancelled and the attempt counts as failed. A negative value means no limit.

@@ -86,6 +86,8 @@ type Config struct {
 	LogLevels map[string]string
 	// LogFormat is "json" or "console" (jobhost.logFormat).
 	LogFormat string
+	// Callbacks configures completion callbacks (jobhost.callbacks).
+	Callbacks CallbackSettings
 	// Functions holds per-function overrides from jobhost.functions, keyed by
 	// lower-cased function name.
 	Functions map[string]FunctionOverrides
@@ -102,6 +104,18 @@ type FunctionOverrides struct {
 	Disabled *bool
 	// Poison names the poison destination of a URL trigger.
 	Poison *string
+}
+
+// CallbackSettings are jobhost.callbacks: where completion notices may go
+// and how hard the host tries.
+type CallbackSettings struct {
+	// AllowedHosts lists the hosts (host or host:port; "*.example.com"
+	// matches subdomains) a callback may be sent to. Empty: none (SSRF).
+	AllowedHosts []string
+	// Timeout bounds one POST (default 10 s).
+	Timeout time.Duration
+	// MaxAttempts is how many times a failing POST is tried (default 3).
+	MaxAttempts int
 }
 
 // Defaults as in the Azure Functions Storage Queues extension.
@@ -144,6 +158,7 @@ func DefaultConfig() *Config {
 			MaxAutoLockRenewalDuration: 5 * time.Minute,
 			MaxDequeueCount:            10,
 		},
+		Callbacks: CallbackSettings{Timeout: 10 * time.Second, MaxAttempts: 3},
 		LogLevels: map[string]string{},
 		LogFormat: "json",
 		Functions: map[string]FunctionOverrides{},
@@ -453,6 +468,8 @@ func (d *decoder) jobhost(cfg *Config, val any) {
 			default:
 				d.problem(key, "jobhost.logFormat", fmt.Sprintf(`must be "json" or "console", got %s`, show(v)))
 			}
+		case "callbacks":
+			d.callbacks(cfg, v)
 		case "functions":
 			fns, ok := d.section(key, "jobhost.functions", v)
 			if !ok {
@@ -611,6 +628,50 @@ func (d *decoder) duration(key, canon string, v any, lo, hi time.Duration) (time
 		return 0, false
 	}
 	return t, true
+}
+
+func (d *decoder) callbacks(cfg *Config, v any) {
+	m, ok := d.section("jobhost.callbacks", "jobhost.callbacks", v)
+	if !ok {
+		return
+	}
+	cb := &cfg.Callbacks
+	for k, fv := range m {
+		key := "jobhost.callbacks." + k
+		switch k {
+		case "allowedhosts":
+			list, ok := fv.([]any)
+			if s, isStr := fv.(string); isStr { // from an environment variable: comma-separated
+				for _, h := range strings.Split(s, ",") {
+					list = append(list, strings.TrimSpace(h))
+				}
+				ok = true
+			}
+			if !ok {
+				d.problem(key, "jobhost.callbacks.allowedHosts", fmt.Sprintf("must be a list of host names, got %s", show(fv)))
+				continue
+			}
+			cb.AllowedHosts = nil
+			for _, h := range list {
+				s, ok := h.(string)
+				if !ok || s == "" || strings.ContainsAny(s, "/?#@ ") {
+					d.problem(key, "jobhost.callbacks.allowedHosts", fmt.Sprintf("must hold host names (host or host:port), got %s", show(h)))
+					continue
+				}
+				cb.AllowedHosts = append(cb.AllowedHosts, strings.ToLower(s))
+			}
+		case "timeout":
+			if t, ok := d.duration(key, "jobhost.callbacks.timeout", fv, 100*time.Millisecond, 10*time.Minute); ok {
+				cb.Timeout = t
+			}
+		case "maxattempts":
+			if n, ok := d.integer(key, "jobhost.callbacks.maxAttempts", fv, 1, 20); ok {
+				cb.MaxAttempts = n
+			}
+		default:
+			d.warn(key, key, "unknown key, ignored")
+		}
+	}
 }
 
 // retry decodes a Functions retry policy object.
