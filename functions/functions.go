@@ -79,6 +79,8 @@ type Settings struct {
 	FunctionTimeout    *time.Duration
 	Retry              *RetryPolicy
 	Callback           *Callback
+	// Outputs are the declared outputs (not overridable from host.json).
+	Outputs []OutputBinding
 }
 
 // Callback says where to POST a function's completion notice: a fixed URL
@@ -258,6 +260,7 @@ type ctxKey int
 const (
 	loggerKey ctxKey = iota
 	invocationKey
+	pendingKey
 )
 
 // WithInvocation returns ctx carrying the invocation's logger and id; the

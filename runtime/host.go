@@ -16,8 +16,10 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/azurequeue"
 )
 
 // Log categories, as logging.logLevel names them.
@@ -56,6 +58,10 @@ type Host struct {
 	log      *zap.Logger
 	open     OpenFunc
 	warnings []string
+	outputs  *outputs
+	// wakers maps "<connection>|<queue>" of Storage Queue listeners to
+	// their wake channels (fast wake).
+	wakers map[string][]chan struct{}
 }
 
 // New resolves the functions and checks their connections without
@@ -84,8 +90,10 @@ func New(o Options) (*Host, error) {
 	}
 	h := &Host{cfg: o.Config, settings: o.Settings, funcs: funcs, logs: o.Logs,
 		log: o.Logs.Category(CategoryHost), open: o.Open}
+	az := newAzureOpener(o.Settings)
+	h.outputs = &outputs{settings: o.Settings, azure: az, pubs: map[string]*outPublisher{},
+		encoding: h.storageEncoding, wake: h.wake}
 	if h.open == nil {
-		az := newAzureOpener(o.Settings)
 		if probs := az.check(funcs); len(probs) > 0 {
 			return nil, &ConfigError{Problems: probs}
 		}
@@ -99,6 +107,29 @@ func New(o Options) (*Host, error) {
 	}
 	h.warnings = append(append([]string(nil), o.Config.Warnings...), warns...)
 	return h, nil
+}
+
+// storageEncoding is how messages for a Storage Queue are encoded: as the
+// function of this host that reads it decodes them, else as host.json says.
+func (h *Host) storageEncoding(connection, queue string) bindings.Encoding {
+	for _, fc := range h.funcs {
+		if fc.URL == nil && fc.Queue == queue && fc.Connection == connection {
+			return fc.Queues.MessageEncoding
+		}
+	}
+	return h.cfg.Queues.MessageEncoding
+}
+
+// wake makes the listeners of a Storage Queue this host just wrote to poll
+// at once instead of finishing their backoff wait, as WebJobs' shared queue
+// watcher does.
+func (h *Host) wake(connection, queue string) {
+	for _, ch := range h.wakers[connection+"|"+queue] {
+		select {
+		case ch <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Warnings lists the ignored settings (unknown keys, overrides for functions
@@ -132,7 +163,11 @@ func (h *Host) Run(ctx context.Context) error {
 				h.log.Warn("closing trigger", zap.String("function", l.fc.Name()), zap.Error(err))
 			}
 		}
+		if err := h.outputs.close(); err != nil {
+			h.log.Warn("closing outputs", zap.Error(err))
+		}
 	}()
+	h.wakers = map[string][]chan struct{}{}
 	for _, fc := range h.funcs {
 		if fc.Disabled {
 			h.log.Info("function disabled", zap.String("function", fc.Name()))
@@ -142,7 +177,14 @@ func (h *Host) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
 		}
-		listeners = append(listeners, newListener(fc, drv, h.logs, hard))
+		l := newListener(fc, drv, h.logs, hard)
+		l.outputs = h.outputs
+		if fc.URL == nil {
+			key := fc.Connection + "|" + fc.Queue
+			h.wakers[key] = append(h.wakers[key], l.wakeup)
+			l.wakePoison = func() { h.wake(fc.Connection, azurequeue.PoisonQueueName(fc.Queue)) }
+		}
+		listeners = append(listeners, l)
 	}
 	if len(listeners) == 0 {
 		return errors.New("every function is disabled")

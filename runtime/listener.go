@@ -42,6 +42,10 @@ type listener struct {
 	inflight    int
 	freed       chan struct{} // signalled when an invocation ends
 	invocations sync.WaitGroup
+
+	outputs    *outputs
+	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
+	wakePoison func()        // wakes this host's listener of the poison queue, if any
 }
 
 func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context) *listener {
@@ -52,6 +56,7 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 		results: logs.Category(cat),
 		user:    logs.Category(cat + ".User").With(zap.String("function", fc.Name())),
 		freed:   make(chan struct{}, 1),
+		wakeup:  make(chan struct{}, 1),
 	}
 }
 
@@ -101,7 +106,7 @@ func (l *listener) poll(ctx context.Context) {
 		}
 		if len(msgs) == 0 {
 			// A driver that waited inside Receive is asked again at once.
-			if !waits && !sleep(ctx, bo.next()) {
+			if !waits && !l.idle(ctx, bo.next()) {
 				return
 			}
 			continue
@@ -151,6 +156,21 @@ func (l *listener) release(msgs []*triggers.Message) {
 	}
 }
 
+// idle waits d after an empty poll, or less when a function of this host
+// writes to the queue. It reports false when ctx ends.
+func (l *listener) idle(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+	case <-l.wakeup:
+		l.log.Debug("woken: a function of this host wrote to the queue")
+	}
+	return true
+}
+
 func sleep(ctx context.Context, d time.Duration) bool {
 	t := time.NewTimer(d)
 	defer t.Stop()
@@ -189,7 +209,20 @@ func (l *listener) process(m *triggers.Message) {
 		runErr = err
 		outcome = l.poison(m, id, runErr)
 	default:
-		runErr = l.invoke(m, id, payload)
+		var pending *functions.Pending
+		if len(l.fc.Outputs) > 0 {
+			pending = functions.NewPending(l.fc.Definition.Settings.Outputs)
+		}
+		runErr = l.invoke(m, id, payload, pending)
+		if runErr == nil && pending != nil {
+			// Outputs go only after success, and before the trigger message
+			// is completed: a crash in between duplicates, never loses.
+			if items := pending.Items(); len(items) > 0 {
+				ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+				runErr = l.outputs.send(ctx, l.fc, items, m, payload)
+				cancel()
+			}
+		}
 		outcome = l.settle(m, id, runErr)
 	}
 	fields := []zap.Field{
@@ -205,7 +238,7 @@ func (l *listener) process(m *triggers.Message) {
 
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
-func (l *listener) invoke(m *triggers.Message, id string, payload []byte) (err error) {
+func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pending *functions.Pending) (err error) {
 	stop := l.renew(m)
 	defer stop()
 	ctx := l.hard
@@ -215,6 +248,9 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte) (err e
 		defer cancel()
 	}
 	ctx = functions.WithInvocation(ctx, l.user.With(zap.String("invocationId", id)), id)
+	if pending != nil {
+		ctx = functions.WithPending(ctx, pending)
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			l.results.Error("function panicked", zap.String("function", l.fc.Name()), zap.String("invocationId", id),
@@ -342,6 +378,9 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 			l.log.Warn("could not make the message visible again", zap.String("messageId", m.ID), zap.Error(rerr))
 		}
 		return OutcomeFailed
+	}
+	if l.wakePoison != nil {
+		l.wakePoison()
 	}
 	l.log.Warn("message moved to poison queue",
 		zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),

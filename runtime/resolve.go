@@ -26,6 +26,8 @@ type FunctionConfig struct {
 	Connection string
 	// Poison overrides a URL trigger's poison destination.
 	Poison string
+	// Outputs are the function's declared outputs.
+	Outputs []*OutputConfig
 	// Queues are the effective queue settings.
 	Queues QueueSettings
 	// FunctionTimeout limits one invocation; 0 means no limit.
@@ -111,6 +113,7 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 		fc.Queue = queue
 	}
 
+	fc.Outputs = resolveOutputs(def, settings, bad)
 	q := overlay(base, def.Settings)
 	if t := def.Settings.FunctionTimeout; t != nil {
 		fc.FunctionTimeout = max(*t, 0)

@@ -102,16 +102,9 @@ func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.
 	if err != nil {
 		return nil, err
 	}
-	mux := gcpubsub.DefaultURLMux()
-	if u.Scheme == "kafka" {
-		brokers, ok := triggers.LookupSetting(o.Lookup, o.Connection, "KAFKA_BROKERS")
-		if !ok {
-			return nil, fmt.Errorf("kafka: no brokers: set %s", or(o.Connection, "KAFKA_BROKERS"))
-		}
-		mux = new(gcpubsub.URLMux)
-		ko := &kafkapubsub.URLOpener{Brokers: strings.Split(brokers, ","), Config: kafkapubsub.MinimalConfig()}
-		mux.RegisterTopic("kafka", ko)
-		mux.RegisterSubscription("kafka", ko)
+	mux, err := muxFor(u, o)
+	if err != nil {
+		return nil, err
 	}
 	opts := Options{Name: e.Name, PoisonName: e.PoisonName, Attempts: nativeAttempts}
 	fail := func(err error) (triggers.Driver, error) {
@@ -138,6 +131,58 @@ func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.
 	}
 	opts.Owned = append([]interface{ Shutdown(context.Context) error }{opts.Subscription}, opts.Owned...)
 	return New(opts), nil
+}
+
+// muxFor returns the URL mux for u: gocloud's default, or for kafka:// one
+// whose brokers come from the app settings.
+func muxFor(u *url.URL, o triggers.OpenOptions) (*gcpubsub.URLMux, error) {
+	if u.Scheme != "kafka" {
+		return gcpubsub.DefaultURLMux(), nil
+	}
+	brokers, ok := triggers.LookupSetting(o.Lookup, o.Connection, "KAFKA_BROKERS")
+	if !ok {
+		return nil, fmt.Errorf("kafka: no brokers: set %s", or(o.Connection, "KAFKA_BROKERS"))
+	}
+	mux := new(gcpubsub.URLMux)
+	ko := &kafkapubsub.URLOpener{Brokers: strings.Split(brokers, ","), Config: kafkapubsub.MinimalConfig()}
+	mux.RegisterTopic("kafka", ko)
+	mux.RegisterSubscription("kafka", ko)
+	return mux, nil
+}
+
+// Topic is a gocloud topic as a triggers.Publisher, for outputs.
+type Topic struct {
+	t    *gcpubsub.Topic
+	name string
+}
+
+// OpenTopicURL opens the topic u names for publishing: mem://<topic>,
+// awssqs://<queue url>, gcppubsub://projects/P/topics/T, kafka://<topic>.
+func OpenTopicURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (*Topic, error) {
+	mux, err := muxFor(u, o)
+	if err != nil {
+		return nil, err
+	}
+	t, err := mux.OpenTopic(ctx, u.String())
+	if err != nil {
+		return nil, fmt.Errorf("pubsub: opening topic %s: %w", redactURL(u), err)
+	}
+	return &Topic{t: t, name: redactURL(u)}, nil
+}
+
+// Publish sends body with props as metadata.
+func (t *Topic) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	if err := t.t.Send(ctx, &gcpubsub.Message{Body: body, Metadata: props}); err != nil {
+		return "", fmt.Errorf("pubsub: publish to %s: %w", t.name, err)
+	}
+	return "", nil
+}
+
+// Close shuts the topic down.
+func (t *Topic) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return t.t.Shutdown(ctx)
 }
 
 // nativeAttempts reads the broker's own delivery count where gocloud

@@ -1,0 +1,263 @@
+package runtime
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"strings"
+	"sync"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/azurequeue"
+	"github.com/jobhost/jobhost/triggers/pubsub"
+)
+
+// OutputConfig is one declared output of a function, with %Setting%
+// resolved.
+type OutputConfig struct {
+	// Name is the output's name (functions.ReturnOutput for a return value).
+	Name string
+	// Target is the queue name or URL, possibly with {expressions}.
+	Target string
+	// Connection names the connection ("" = the default).
+	Connection string
+	expr       bindings.Expression
+	static     bool
+}
+
+// maxStorageMessage is the Storage Queue limit on a stored message.
+const maxStorageMessage = 64 * 1024
+
+// resolveOutputs expands %Setting% in fc's outputs and validates the static
+// ones; dynamic ones are validated when resolved.
+func resolveOutputs(def *functions.Definition, settings *AppSettings, bad func(what, msg string)) []*OutputConfig {
+	var out []*OutputConfig
+	seen := map[string]bool{}
+	for _, ob := range def.Settings.Outputs {
+		what := "output " + ob.Name
+		if ob.Name == "" || seen[ob.Name] {
+			bad(what, "output names must be non-empty and unique")
+			continue
+		}
+		seen[ob.Name] = true
+		target, err := settings.Expand(ob.Target)
+		if err != nil {
+			bad(what, err.Error())
+			continue
+		}
+		expr, err := bindings.ParseExpression(target)
+		if err != nil {
+			bad(what, err.Error())
+			continue
+		}
+		oc := &OutputConfig{Name: ob.Name, Target: target, Connection: ob.Connection, expr: expr}
+		if s, ok := expr.Static(); ok {
+			oc.static = true
+			if _, err := outputTarget(s); err != nil {
+				bad(what, err.Error())
+				continue
+			}
+		}
+		out = append(out, oc)
+	}
+	return out
+}
+
+// outputTarget normalises a resolved target: a lower-cased, valid Storage
+// Queue name, or a URL with a known scheme.
+func outputTarget(s string) (string, error) {
+	if strings.Contains(s, "://") {
+		u, err := url.Parse(s)
+		if err != nil {
+			return "", errors.New("not a valid URL")
+		}
+		if _, ok := lookupScheme(u.Scheme); !ok {
+			return "", fmt.Errorf("unknown scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", "))
+		}
+		return s, nil
+	}
+	name := strings.ToLower(s)
+	if err := azurequeue.ValidateQueueName(name); err != nil {
+		return "", err
+	}
+	return name, nil
+}
+
+// outputs sends the output items of the host's functions and keeps one
+// publisher per target.
+type outputs struct {
+	settings *AppSettings
+	azure    *azureOpener
+	encoding func(connection, queue string) bindings.Encoding
+	wake     func(connection, queue string)
+
+	mu   sync.Mutex
+	pubs map[string]*outPublisher
+}
+
+type outPublisher struct {
+	pub     triggers.Publisher
+	storage *azurequeue.Driver
+	close   func() error
+	once    sync.Once
+	created error
+}
+
+// planned is one encoded item ready to send.
+type planned struct {
+	output, target, connection string
+	storage                    bool
+	body                       []byte
+}
+
+// send resolves, encodes and checks every item first, then sends them; a
+// problem found before sending sends nothing.
+func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []functions.OutputItem, m *triggers.Message, payload []byte) error {
+	byName := make(map[string]*OutputConfig, len(fc.Outputs))
+	for _, oc := range fc.Outputs {
+		byName[oc.Name] = oc
+	}
+	data := &bindings.Data{Payload: payload, ID: m.ID, DequeueCount: m.DequeueCount}
+	plan := make([]planned, 0, len(items))
+	for _, it := range items {
+		oc := byName[it.Output]
+		raw, err := oc.expr.Resolve(data)
+		if err == nil {
+			raw, err = outputTarget(raw)
+		}
+		if err != nil {
+			return fmt.Errorf("function %s: output %s: %w", fc.Name(), it.Output, err)
+		}
+		body, err := encodeItem(it.Value)
+		if err != nil {
+			return fmt.Errorf("function %s: output %s: %w", fc.Name(), it.Output, err)
+		}
+		p := planned{output: it.Output, target: raw, connection: oc.Connection, storage: !strings.Contains(raw, "://"), body: body}
+		if p.storage {
+			if p.connection == "" {
+				p.connection = "Storage"
+			}
+			p.body = o.encoding(p.connection, raw).Encode(body)
+			if len(p.body) > maxStorageMessage {
+				return fmt.Errorf("function %s: output %s: the message to queue %s is %d bytes after encoding; a Storage Queue message is at most %d",
+					fc.Name(), it.Output, raw, len(p.body), maxStorageMessage)
+			}
+		}
+		plan = append(plan, p)
+	}
+	for _, p := range plan {
+		if err := o.publish(ctx, p); err != nil {
+			return fmt.Errorf("function %s: output %s to %s: %w", fc.Name(), p.output, displayTarget(p.target), err)
+		}
+		if p.storage {
+			o.wake(p.connection, p.target)
+		}
+	}
+	return nil
+}
+
+func encodeItem(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return []byte(x), nil
+	case []byte:
+		return x, nil
+	case json.RawMessage:
+		return x, nil
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %T as JSON: %w", v, err)
+	}
+	return b, nil
+}
+
+func (o *outputs) publish(ctx context.Context, p planned) error {
+	pub, err := o.publisher(ctx, p)
+	if err != nil {
+		return err
+	}
+	if pub.storage != nil {
+		// The output queue is created when missing, once per host.
+		pub.once.Do(func() { pub.created = pub.storage.Create(ctx) })
+		if pub.created != nil {
+			return pub.created
+		}
+	}
+	_, err = pub.pub.Publish(ctx, p.body, nil)
+	return err
+}
+
+func (o *outputs) publisher(ctx context.Context, p planned) (*outPublisher, error) {
+	key := p.connection + "|" + p.target
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if pub, ok := o.pubs[key]; ok {
+		return pub, nil
+	}
+	pub := &outPublisher{close: func() error { return nil }}
+	if p.storage {
+		c, err := o.azure.client(p.connection)
+		if err != nil {
+			return nil, err
+		}
+		pub.storage = azurequeue.New(c, p.target, azurequeue.Options{CreateIfMissing: true})
+		pub.pub = pub.storage
+	} else {
+		u, _ := url.Parse(p.target)
+		opts := triggers.OpenOptions{Lookup: o.settings.Lookup, Connection: p.connection, Prefetch: 1, CreateIfMissing: true}
+		if isGocloud(u.Scheme) {
+			t, err := pubsub.OpenTopicURL(ctx, u, opts)
+			if err != nil {
+				return nil, err
+			}
+			pub.pub, pub.close = t, t.Close
+		} else {
+			open, _ := lookupScheme(u.Scheme)
+			d, err := open(ctx, u, opts)
+			if err != nil {
+				return nil, err
+			}
+			pp, ok := d.(triggers.Publisher)
+			if !ok {
+				d.Close()
+				return nil, fmt.Errorf("the %s driver cannot publish", u.Scheme)
+			}
+			pub.pub, pub.close = pp, d.Close
+		}
+	}
+	o.pubs[key] = pub
+	return pub, nil
+}
+
+// close closes every publisher.
+func (o *outputs) close() error {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	var errs []error
+	for _, p := range o.pubs {
+		errs = append(errs, p.close())
+	}
+	return errors.Join(errs...)
+}
+
+func isGocloud(scheme string) bool {
+	for _, s := range pubsub.Schemes {
+		if s == scheme {
+			return true
+		}
+	}
+	return false
+}
+
+func displayTarget(t string) string {
+	if u, err := url.Parse(t); err == nil && u.Scheme != "" {
+		u.User, u.RawQuery = nil, ""
+		return u.String()
+	}
+	return t
+}
