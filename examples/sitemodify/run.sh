@@ -33,7 +33,7 @@ pids+=($!)
 for f in samples/*.json; do
   "$worker" send --queue %SiteModifyQueue% --file "$f" --dev
 done
-echo "run: sent $(ls samples/*.json | wc -l) requests; samples/invalid-http.json fails 3 attempts (maxDequeueCount in host.json), then moves to site-modify-requests-poison."
+echo "run: sent $(ls samples/*.json | wc -l) requests; each success writes a result to site-modify-results; samples/invalid-http.json fails 3 attempts (maxDequeueCount in host.json), then moves to site-modify-requests-poison."
 echo "run: peek at it with: bin/sitemodify-worker peek --queue site-modify-requests-poison --settings examples/sitemodify/local.settings.json"
 echo "run: Ctrl-C to stop."
 wait "${pids[-1]}"

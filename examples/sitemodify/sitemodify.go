@@ -25,6 +25,21 @@ const QueueSetting = "SiteModifyQueue"
 // DefaultQueue is the queue used when QueueSetting is not set.
 const DefaultQueue = "site-modify-requests"
 
+// ResultsSetting names the app setting of the results queue, by default
+// DefaultResultsQueue.
+const ResultsSetting = "SiteModifyResultsQueue"
+
+// DefaultResultsQueue receives a SiteModifyResult per processed request.
+const DefaultResultsQueue = "site-modify-results"
+
+// SiteModifyResult is written to the results queue when a request is done.
+type SiteModifyResult struct {
+	SiteURL       string    `json:"siteUrl"`
+	RequestorName string    `json:"requestorName"`
+	Status        string    `json:"status"`
+	CompletedAt   time.Time `json:"completedAt"`
+}
+
 // SiteModifyRequest is the message the web app queues.
 type SiteModifyRequest struct {
 	SiteURL       string `json:"siteUrl"`
@@ -37,33 +52,38 @@ func init() {
 	Register(functions.Default)
 }
 
-// Register adds ProcessSiteModifyRequest to r.
+// Register adds ProcessSiteModifyRequest to r, its result bound to the
+// results queue.
 func Register(r *functions.Registry) {
 	r.SettingDefault(QueueSetting, DefaultQueue)
-	functions.Add(r, "ProcessSiteModifyRequest", functions.QueueTrigger("%"+QueueSetting+"%"), ProcessSiteModifyRequest)
+	r.SettingDefault(ResultsSetting, DefaultResultsQueue)
+	functions.AddResult(r, "ProcessSiteModifyRequest", functions.QueueTrigger("%"+QueueSetting+"%"),
+		"%"+ResultsSetting+"%", ProcessSiteModifyRequest)
 }
 
-// ProcessSiteModifyRequest applies a site modification. It fails when siteUrl
-// is not an absolute https URL (the message is retried, then poisoned);
-// otherwise it works for workMs, stopping early if the host cancels it.
-func ProcessSiteModifyRequest(ctx context.Context, req SiteModifyRequest, msg *triggers.Message) error {
+// ProcessSiteModifyRequest applies a site modification and returns its
+// result, which the host writes to the results queue once it succeeded. It
+// fails when siteUrl is not an absolute https URL (the message is retried,
+// then poisoned); otherwise it works for workMs, stopping early if the host
+// cancels it.
+func ProcessSiteModifyRequest(ctx context.Context, req SiteModifyRequest, msg *triggers.Message) (SiteModifyResult, error) {
 	log := functions.Logger(ctx)
 	u, err := url.Parse(req.SiteURL)
 	if err != nil || u.Scheme != "https" || u.Host == "" {
-		return fmt.Errorf("siteUrl %q is not an absolute https URL", req.SiteURL)
+		return SiteModifyResult{}, fmt.Errorf("siteUrl %q is not an absolute https URL", req.SiteURL)
 	}
 	log.Info("modifying site", zap.String("siteUrl", req.SiteURL), zap.String("requestor", req.RequestorName),
 		zap.Int64("attempt", msg.DequeueCount))
 	if req.WorkMs < 0 {
-		return errors.New("workMs must not be negative")
+		return SiteModifyResult{}, errors.New("workMs must not be negative")
 	}
 	t := time.NewTimer(time.Duration(req.WorkMs) * time.Millisecond)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
-		return ctx.Err()
+		return SiteModifyResult{}, ctx.Err()
 	case <-t.C:
 	}
 	log.Info("site modified", zap.String("siteUrl", req.SiteURL))
-	return nil
+	return SiteModifyResult{SiteURL: req.SiteURL, RequestorName: req.RequestorName, Status: "modified", CompletedAt: time.Now().UTC()}, nil
 }

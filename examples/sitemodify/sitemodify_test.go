@@ -13,7 +13,7 @@ import (
 
 func TestRejectsNonHTTPS(t *testing.T) {
 	for _, u := range []string{"http://intranet.local/sites/a", "contoso.sharepoint.com/sites/a", "", "https://", "ftp://x/y"} {
-		err := ProcessSiteModifyRequest(context.Background(), SiteModifyRequest{SiteURL: u}, &triggers.Message{})
+		_, err := ProcessSiteModifyRequest(context.Background(), SiteModifyRequest{SiteURL: u}, &triggers.Message{})
 		if err == nil || !strings.Contains(err.Error(), "not an absolute https URL") {
 			t.Errorf("%q: got %v", u, err)
 		}
@@ -22,8 +22,9 @@ func TestRejectsNonHTTPS(t *testing.T) {
 
 func TestWorksThenSucceeds(t *testing.T) {
 	req := SiteModifyRequest{SiteURL: "https://contoso.sharepoint.com/sites/a", RequestorName: "Megan", WorkMs: 5}
-	if err := ProcessSiteModifyRequest(context.Background(), req, &triggers.Message{DequeueCount: 1}); err != nil {
-		t.Fatal(err)
+	res, err := ProcessSiteModifyRequest(context.Background(), req, &triggers.Message{DequeueCount: 1})
+	if err != nil || res.Status != "modified" || res.SiteURL != req.SiteURL || res.RequestorName != "Megan" || res.CompletedAt.IsZero() {
+		t.Fatalf("%+v %v", res, err)
 	}
 }
 
@@ -31,7 +32,7 @@ func TestHonoursCancellation(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	req := SiteModifyRequest{SiteURL: "https://contoso.sharepoint.com/sites/a", WorkMs: int(time.Hour / time.Millisecond)}
-	go func() { done <- ProcessSiteModifyRequest(ctx, req, &triggers.Message{}) }()
+	go func() { _, err := ProcessSiteModifyRequest(ctx, req, &triggers.Message{}); done <- err }()
 	cancel()
 	select {
 	case err := <-done:
@@ -47,7 +48,8 @@ func TestRegistersWithDefaultQueue(t *testing.T) {
 	r := &functions.Registry{}
 	Register(r)
 	defs := r.Functions()
-	if len(defs) != 1 || defs[0].Name != "ProcessSiteModifyRequest" || defs[0].Trigger.Queue != "%SiteModifyQueue%" {
+	if len(defs) != 1 || defs[0].Name != "ProcessSiteModifyRequest" || defs[0].Trigger.Queue != "%SiteModifyQueue%" ||
+		len(defs[0].Settings.Outputs) != 1 || defs[0].Settings.Outputs[0].Target != "%SiteModifyResultsQueue%" {
 		t.Fatalf("registered %+v", defs)
 	}
 	if r.SettingDefaults()[QueueSetting] != DefaultQueue {
