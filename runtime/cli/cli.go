@@ -42,7 +42,7 @@ func Main() {
 		<-ctx.Done()
 		stop() // a second signal ends the process at once
 	}()
-	os.Exit(Run(ctx, Env{Args: os.Args[1:], Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}))
+	os.Exit(Run(ctx, Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}))
 }
 
 // Env is what one command line run sees.
@@ -54,6 +54,9 @@ type Env struct {
 	Registry *functions.Registry
 	// Open overrides how triggers are opened (tests).
 	Open runtime.OpenFunc
+	// Stdin answers confirmation prompts (poison purge, poison requeue
+	// --all); nil reads as no answer, which aborts.
+	Stdin io.Reader
 }
 
 const usage = `usage: %s <command> [flags]
@@ -64,6 +67,8 @@ commands:
   validate    check host.json, app settings and functions without connecting
   send        enqueue a message:  send --queue Q (--json TEXT | --file F)
   peek        show messages without dequeuing them:  peek --queue Q [-n N]
+  queues      list the account's Storage Queues with message counts, poison queues marked
+  poison      poison messages:  poison list|requeue|purge --queue Q  (see poison --help)
 
 common flags (after the command):
   --host-json F   host.json to read (default host.json; missing means defaults)
@@ -96,6 +101,10 @@ func Run(ctx context.Context, e Env) int {
 		return c.send(ctx)
 	case "peek":
 		return c.peek(ctx)
+	case "queues":
+		return c.queues(ctx)
+	case "poison":
+		return c.poison(ctx)
 	}
 	fmt.Fprintf(e.Stderr, "jobhost: unknown command %q\n", c.name)
 	fmt.Fprintf(e.Stderr, usage, prog)

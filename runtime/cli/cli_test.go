@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -230,7 +231,9 @@ func TestSendToURLTrigger(t *testing.T) {
 	reg := &functions.Registry{}
 	functions.Add(reg, "ProcessOrder", functions.SubscriptionTrigger("%OrdersSubscription%"),
 		func(ctx context.Context, o order, msg *triggers.Message) error { got <- o; return nil })
-	env := []string{"OrdersSubscription=mem://cli-orders"}
+	// mem:// topics live for the process: a fresh one per run.
+	topic := fmt.Sprintf("cli-orders-%d", time.Now().UnixNano())
+	env := []string{"OrdersSubscription=mem://" + topic}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
 	logs := &watchWriter{want: "host started", seen: make(chan struct{})}
@@ -246,7 +249,7 @@ func TestSendToURLTrigger(t *testing.T) {
 		t.Fatal("host did not start")
 	}
 	code, out, errs := run(t, t.TempDir(), reg, env, "send", "--queue", "%OrdersSubscription%", "--json", `{"id": 9}`)
-	if code != ExitOK || !strings.Contains(out, "mem://cli-orders") || !strings.Contains(out, "none") {
+	if code != ExitOK || !strings.Contains(out, "mem://"+topic) || !strings.Contains(out, "none") {
 		t.Fatalf("send exit %d: %s %s", code, out, errs)
 	}
 	select {

@@ -12,9 +12,10 @@ import (
 // Publish sends body to the driver's queue through the default exchange as
 // a persistent message with props as headers, and returns once the broker
 // confirmed it (triggers.Publisher). With CreateIfMissing a missing queue is
-// declared as a durable quorum queue first.
+// declared as a durable quorum queue first. It uses a connection of its own
+// with no consumer, so publishing never takes a message off the queue.
 func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
-	s, err := d.session(ctx)
+	s, err := d.sessionIn(ctx, &d.pub, false)
 	if err != nil {
 		return "", err
 	}

@@ -203,8 +203,9 @@ type Driver struct {
 	poisonQueue string
 	opts        Options
 
-	mu     sync.Mutex // guards sess and closed; held while connecting
+	mu     sync.Mutex // guards sess, pub and closed; held while connecting
 	sess   *session
+	pub    *session // Publish's session: no consumer
 	closed bool
 }
 
@@ -366,9 +367,11 @@ func (d *Driver) Close() error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.closed = true
-	if d.sess != nil {
-		d.sess.shutdown(errClosed)
-		d.sess = nil
+	for _, s := range []**session{&d.sess, &d.pub} {
+		if *s != nil {
+			(*s).shutdown(errClosed)
+			*s = nil
+		}
 	}
 	return nil
 }
@@ -428,23 +431,31 @@ drain:
 // session returns the live session, connecting if there is none. A session
 // found dead is dropped and its loss reported; the next call connects.
 func (d *Driver) session(ctx context.Context) (*session, error) {
+	return d.sessionIn(ctx, &d.sess, true)
+}
+
+// sessionIn returns the live session in *slot, connecting one (with a
+// consumer when consume) if there is none.
+func (d *Driver) sessionIn(ctx context.Context, slot **session, consume bool) (*session, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	if d.closed {
-		return nil, fmt.Errorf("rabbitmq: receive from queue %q: %w", d.queue, errClosed)
+		return nil, fmt.Errorf("rabbitmq: queue %q: %w", d.queue, errClosed)
 	}
-	if s := d.sess; s != nil {
+	if s := *slot; s != nil {
 		if !s.dead() {
 			return s, nil
 		}
-		d.sess = nil
-		return nil, s.lostErr(d)
+		*slot = nil
+		if consume {
+			return nil, s.lostErr(d)
+		}
 	}
-	s, err := d.connect(ctx)
+	s, err := d.connect(ctx, consume)
 	if err != nil {
 		return nil, err
 	}
-	d.sess = s
+	*slot = s
 	return s, nil
 }
 

@@ -508,3 +508,31 @@ func TestRetryDelayHeadOfLine(t *testing.T) {
 		d.Complete(ctx, m)
 	}
 }
+
+// Publish never consumes: a message published through a driver that has
+// not received arrives at another consumer as a first delivery.
+func TestPublishDoesNotConsume(t *testing.T) {
+	serverURL := rabbittest.Require(t)
+	for _, quorum := range []bool{false, true} {
+		name := rabbittest.DeclareQueue(t, quorum, nil)
+		ctx := context.Background()
+		pub, err := rabbitmq.Open(ctx, serverURL, name, rabbitmq.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := pub.Publish(ctx, []byte("hello"), map[string]string{"k": "v"}); err != nil {
+			t.Fatal(err)
+		}
+		pub.Close()
+		d, err := rabbitmq.Open(ctx, serverURL, name, rabbitmq.Options{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ms, err := d.Receive(ctx, 1, time.Minute)
+		if err != nil || len(ms) != 1 || string(ms[0].Body) != "hello" || ms[0].DequeueCount != 1 || ms[0].Properties["k"] != "v" {
+			t.Fatalf("quorum=%v: got %v %v", quorum, ms, err)
+		}
+		d.Complete(ctx, ms[0])
+		d.Close()
+	}
+}

@@ -52,7 +52,9 @@ var errNoRoute = errors.New("no such queue (message returned unroutable)")
 
 // connect dials, checks (or creates) the queue, sets the prefetch bound and
 // starts consuming.
-func (d *Driver) connect(ctx context.Context) (*session, error) {
+// connect opens a session; consume starts the consumer (a session made for
+// Publish has none, so it never takes messages off the queue).
+func (d *Driver) connect(ctx context.Context, consume bool) (*session, error) {
 	timeout := dialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -119,6 +121,13 @@ func (d *Driver) connect(ctx context.Context) (*session, error) {
 			return fail("create", err)
 		}
 		s.kind.Store(kindQuorum)
+	}
+	if !consume {
+		connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
+		chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
+		s.ch = ch
+		go s.watch(connClosed, chClosed, nil)
+		return s, nil
 	}
 	if err := ch.Qos(d.opts.Prefetch, 0, false); err != nil {
 		return fail("set prefetch for", err)
