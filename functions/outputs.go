@@ -50,7 +50,9 @@ func RegisterResult[T, R any](name string, trigger Trigger, output string, h Res
 }
 
 // AddResult registers in r a function whose return value is sent to output
-// (a Storage Queue name or a URL, with %Setting% and {expressions}).
+// (a Storage Queue name or a URL, with %Setting% and {expressions}). An
+// empty output sends nothing: the value only goes into the completion
+// callback (CallbackURL, CallbackFromField).
 func AddResult[T, R any](r *Registry, name string, trigger Trigger, output string, h ResultHandler[T, R], opts ...Option) {
 	var wrapped Handler[T]
 	if h != nil {

@@ -26,6 +26,8 @@ import (
 const (
 	CategoryHost     = "Host.Startup"
 	CategoryListener = "Host.Triggers.Queues"
+	// CategoryCallbacks logs completion callbacks.
+	CategoryCallbacks = "Host.Callbacks"
 	// CategoryFunction is followed by ".<Name>" for invocation results and
 	// ".<Name>.User" for the logger functions get from functions.Logger.
 	CategoryFunction = "Function"
@@ -51,14 +53,15 @@ type Options struct {
 
 // Host runs registered functions until its context ends.
 type Host struct {
-	cfg      *Config
-	settings *AppSettings
-	funcs    []*FunctionConfig
-	logs     *Logs
-	log      *zap.Logger
-	open     OpenFunc
-	warnings []string
-	outputs  *outputs
+	cfg       *Config
+	settings  *AppSettings
+	funcs     []*FunctionConfig
+	logs      *Logs
+	log       *zap.Logger
+	open      OpenFunc
+	warnings  []string
+	outputs   *outputs
+	callbacks *callbacks
 	// wakers maps "<connection>|<queue>" of Storage Queue listeners to
 	// their wake channels (fast wake).
 	wakers map[string][]chan struct{}
@@ -90,6 +93,18 @@ func New(o Options) (*Host, error) {
 	}
 	h := &Host{cfg: o.Config, settings: o.Settings, funcs: funcs, logs: o.Logs,
 		log: o.Logs.Category(CategoryHost), open: o.Open}
+	h.callbacks = newCallbacks(o.Config.Callbacks, o.Logs.Category(CategoryCallbacks))
+	var probs []Problem
+	for _, fc := range funcs {
+		if fc.CallbackURL != "" {
+			if err := h.callbacks.CheckURL(fc.CallbackURL); err != nil {
+				probs = append(probs, Problem{"function " + fc.Name() + ": callback", err.Error() + " (jobhost.callbacks.allowedHosts)"})
+			}
+		}
+	}
+	if len(probs) > 0 {
+		return nil, &ConfigError{Problems: probs}
+	}
 	az := newAzureOpener(o.Settings)
 	h.outputs = &outputs{settings: o.Settings, azure: az, pubs: map[string]*outPublisher{},
 		encoding: h.storageEncoding, wake: h.wake}
@@ -166,6 +181,10 @@ func (h *Host) Run(ctx context.Context) error {
 		if err := h.outputs.close(); err != nil {
 			h.log.Warn("closing outputs", zap.Error(err))
 		}
+		// Callbacks under way get a little time to land.
+		ctx, cancel := context.WithTimeout(context.Background(), callbackDrain)
+		h.callbacks.Close(ctx)
+		cancel()
 	}()
 	h.wakers = map[string][]chan struct{}{}
 	for _, fc := range h.funcs {
@@ -178,7 +197,7 @@ func (h *Host) Run(ctx context.Context) error {
 			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
 		}
 		l := newListener(fc, drv, h.logs, hard)
-		l.outputs = h.outputs
+		l.outputs, l.callbacks = h.outputs, h.callbacks
 		if fc.URL == nil {
 			key := fc.Connection + "|" + fc.Queue
 			h.wakers[key] = append(h.wakers[key], l.wakeup)
@@ -243,6 +262,9 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	return nil
 }
+
+// callbackDrain is how long Run waits for completion callbacks under way.
+const callbackDrain = 10 * time.Second
 
 // cancelGrace is how long Run waits for cancelled functions to return.
 const cancelGrace = 5 * time.Second

@@ -44,6 +44,7 @@ type listener struct {
 	invocations sync.WaitGroup
 
 	outputs    *outputs
+	callbacks  *callbacks
 	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
 	wakePoison func()        // wakes this host's listener of the poison queue, if any
 }
@@ -200,8 +201,11 @@ func (l *listener) process(m *triggers.Message) {
 	var (
 		outcome string
 		runErr  error
+		pending *functions.Pending
+		payload []byte
 	)
-	switch payload, err := q.MessageEncoding.Decode(m.Body); {
+	payload, decodeErr := q.MessageEncoding.Decode(m.Body)
+	switch err := decodeErr; {
 	case int(m.DequeueCount) > l.attempts():
 		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed by maxDequeueCount or retry.maxRetryCount (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
 		outcome = l.poison(m, id, runErr)
@@ -209,7 +213,6 @@ func (l *listener) process(m *triggers.Message) {
 		runErr = err
 		outcome = l.poison(m, id, runErr)
 	default:
-		var pending *functions.Pending
 		if len(l.fc.Outputs) > 0 {
 			pending = functions.NewPending(l.fc.Definition.Settings.Outputs)
 		}
@@ -234,6 +237,45 @@ func (l *listener) process(m *triggers.Message) {
 		fields = append(fields, zap.String("error", runErr.Error()))
 	}
 	l.results.Info("invocation "+outcome, fields...)
+	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
+		l.notify(m, id, outcome, runErr, pending, payload, start)
+	}
+}
+
+// notify posts the completion callback of a finally settled message, if
+// the function has one.
+func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error, pending *functions.Pending, payload []byte, start time.Time) {
+	target := l.fc.CallbackURL
+	if f := l.fc.CallbackField; f != "" {
+		if payload == nil {
+			payload = m.Body
+		}
+		expr, err := bindings.ParseExpression("{" + f + "}")
+		if err == nil {
+			target, err = expr.Resolve(&bindings.Data{Payload: payload})
+		}
+		if err != nil {
+			l.log.Warn("no completion callback: the message has no callback URL", zap.String("invocationId", id),
+				zap.String("messageId", m.ID), zap.String("field", f), zap.Error(err))
+			return
+		}
+	}
+	if target == "" {
+		return
+	}
+	c := Completion{InvocationID: id, Function: l.fc.Name(), MessageID: m.ID, Status: outcome,
+		StartTime: start.UTC(), EndTime: time.Now().UTC(), Attempts: m.DequeueCount}
+	if runErr != nil {
+		c.Error = runErr.Error()
+	}
+	if pending != nil {
+		for _, it := range pending.Items() {
+			if it.Output == functions.ReturnOutput {
+				c.Output = it.Value
+			}
+		}
+	}
+	l.callbacks.Post(target, c)
 }
 
 // invoke calls the function with its lease renewed, its timeout applied and

@@ -44,6 +44,11 @@ func resolveOutputs(def *functions.Definition, settings *AppSettings, bad func(w
 			continue
 		}
 		seen[ob.Name] = true
+		if ob.Target == "" && ob.Name == functions.ReturnOutput {
+			// A return value kept only for the completion callback.
+			out = append(out, &OutputConfig{Name: ob.Name})
+			continue
+		}
 		target, err := settings.Expand(ob.Target)
 		if err != nil {
 			bad(what, err.Error())
@@ -125,6 +130,9 @@ func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []function
 	plan := make([]planned, 0, len(items))
 	for _, it := range items {
 		oc := byName[it.Output]
+		if oc.Target == "" {
+			continue // kept for the completion callback only
+		}
 		raw, err := oc.expr.Resolve(data)
 		if err == nil {
 			raw, err = outputTarget(raw)

@@ -28,6 +28,9 @@ type FunctionConfig struct {
 	Poison string
 	// Outputs are the function's declared outputs.
 	Outputs []*OutputConfig
+	// CallbackURL is the completion callback's fixed URL (%Setting%
+	// resolved); CallbackField names the message field holding it instead.
+	CallbackURL, CallbackField string
 	// Queues are the effective queue settings.
 	Queues QueueSettings
 	// FunctionTimeout limits one invocation; 0 means no limit.
@@ -114,6 +117,16 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 	}
 
 	fc.Outputs = resolveOutputs(def, settings, bad)
+	if cb := def.Settings.Callback; cb != nil {
+		fc.CallbackField = cb.Field
+		if cb.URL != "" {
+			if u, err := settings.Expand(cb.URL); err != nil {
+				bad("callback", err.Error())
+			} else {
+				fc.CallbackURL = u
+			}
+		}
+	}
 	q := overlay(base, def.Settings)
 	if t := def.Settings.FunctionTimeout; t != nil {
 		fc.FunctionTimeout = max(*t, 0)

@@ -14,18 +14,8 @@ cleanup() {
 }
 trap cleanup INT TERM EXIT
 
-listening() { (exec 3<>/dev/tcp/127.0.0.1/10001) 2>/dev/null; }
-
-if listening; then
-  echo "run: something already listens on 127.0.0.1:10001; using it as Azurite"
-else
-  echo "run: starting Azurite (queue service) on 127.0.0.1:10001, in memory"
-  "$root/node_modules/.bin/azurite-queue" --queueHost 127.0.0.1 --queuePort 10001 \
-    --inMemoryPersistence --disableTelemetry --silent >/dev/null &
-  pids+=($!)
-  for _ in $(seq 100); do listening && break; sleep 0.1; done
-  listening || { echo "run: Azurite did not start" >&2; exit 1; }
-fi
+source ../azurite.sh
+ensure_azurite "$(cd "$root" && pwd)"
 
 "$worker" run --dev &
 pids+=($!)
