@@ -138,7 +138,18 @@ func (c *command) parse(add func(fs *flag.FlagSet)) bool {
 		fmt.Fprintf(c.Stderr, "jobhost %s: unexpected argument %q\n", c.name, c.fs.Arg(0))
 		return false
 	}
+	if c.fs.Lookup("output") != nil && c.output != "table" && c.output != "json" {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
+		return false
+	}
 	return true
+}
+
+// printJSON writes v to stdout as indented JSON (--output json).
+func (c *command) printJSON(v any) {
+	enc := json.NewEncoder(c.Stdout)
+	enc.SetIndent("", "  ")
+	_ = enc.Encode(v)
 }
 
 func (c *command) explicit(name string) bool {
@@ -268,34 +279,28 @@ func (c *command) functions() int {
 			PoisonQueue: poisonName(fc), Disabled: fc.Disabled,
 		})
 	}
-	switch c.output {
-	case "json":
-		enc := json.NewEncoder(c.Stdout)
-		enc.SetIndent("", "  ")
+	if c.output == "json" {
 		if rows == nil {
 			rows = []functionInfo{}
 		}
-		_ = enc.Encode(rows)
-	case "table":
-		if len(rows) == 0 {
-			fmt.Fprintln(c.Stdout, "no functions are registered in this binary (build your own worker that calls cli.Main; see README)")
-			return ExitOK
-		}
-		tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "FUNCTION\tQUEUE\tARGUMENT\tBATCH\tTHRESHOLD\tMAX DEQUEUE\tLEASE\tVISIBILITY\tENCODING\tTIMEOUT")
-		for _, r := range rows {
-			name := r.Name
-			if r.Disabled {
-				name += " (disabled)"
-			}
-			fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", name, r.Queue, r.ArgType, r.BatchSize,
-				r.NewBatchThreshold, r.MaxDequeueCount, r.LeaseDuration, r.VisibilityTimeout, r.MessageEncoding, r.FunctionTimeout)
-		}
-		_ = tw.Flush()
-	default:
-		fmt.Fprintf(c.Stderr, "jobhost functions: --output must be table or json, got %q\n", c.output)
-		return ExitUsage
+		c.printJSON(rows)
+		return ExitOK
 	}
+	if len(rows) == 0 {
+		fmt.Fprintln(c.Stdout, "no functions are registered in this binary (build your own worker that calls cli.Main; see README)")
+		return ExitOK
+	}
+	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "FUNCTION\tQUEUE\tARGUMENT\tBATCH\tTHRESHOLD\tMAX DEQUEUE\tLEASE\tVISIBILITY\tENCODING\tTIMEOUT")
+	for _, r := range rows {
+		name := r.Name
+		if r.Disabled {
+			name += " (disabled)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", name, r.Queue, r.ArgType, r.BatchSize,
+			r.NewBatchThreshold, r.MaxDequeueCount, r.LeaseDuration, r.VisibilityTimeout, r.MessageEncoding, r.FunctionTimeout)
+	}
+	_ = tw.Flush()
 	return ExitOK
 }
 
@@ -491,10 +496,6 @@ func (c *command) peek(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost peek: -n must be from 1 to 32, got %d\n", n)
 		return ExitUsage
 	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost peek: --output must be table or json, got %q\n", c.output)
-		return ExitUsage
-	}
 	t, ok := c.openQueue(ctx, &q)
 	if !ok {
 		return ExitUsage
@@ -526,9 +527,7 @@ func (c *command) peek(ctx context.Context) int {
 		rows = append(rows, r)
 	}
 	if c.output == "json" {
-		enc := json.NewEncoder(c.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
+		c.printJSON(rows)
 		return ExitOK
 	}
 	if len(rows) == 0 {

@@ -220,10 +220,6 @@ func (c *command) poisonList(ctx context.Context) int {
 	}) {
 		return ExitUsage
 	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
-		return ExitUsage
-	}
 	if n < 1 || n > maxList {
 		fmt.Fprintf(c.Stderr, "jobhost %s: -n must be from 1 to %d, got %d\n", c.name, maxList, n)
 		return ExitUsage
@@ -269,9 +265,7 @@ func (c *command) poisonList(ctx context.Context) int {
 		rows = append(rows, r)
 	}
 	if c.output == "json" {
-		e := json.NewEncoder(c.Stdout)
-		e.SetIndent("", "  ")
-		_ = e.Encode(rows)
+		c.printJSON(rows)
 		return ExitOK
 	}
 	switch {
@@ -342,10 +336,6 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 	}
 	if all == (id != "") {
 		fmt.Fprintf(c.Stderr, "jobhost %s: give exactly one of --all or --id ID\n", c.name)
-		return ExitUsage
-	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
 		return ExitUsage
 	}
 	b, _, code := c.openPoison(ctx, &p, "")
@@ -427,10 +417,6 @@ func (c *command) poisonPurge(ctx context.Context) int {
 		fs.StringVar(&c.output, "output", "table", "table or json")
 		c.poisonUsage(fs)
 	}) {
-		return ExitUsage
-	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
 		return ExitUsage
 	}
 	b, _, code := c.openPoison(ctx, &p, "")

@@ -2,7 +2,6 @@ package cli
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -47,10 +46,6 @@ func (c *command) queues(ctx context.Context) int {
 			fs.PrintDefaults()
 		}
 	}) {
-		return ExitUsage
-	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost queues: --output must be table or json, got %q\n", c.output)
 		return ExitUsage
 	}
 	_, settings, ok := c.load()
@@ -108,9 +103,7 @@ func (c *command) queues(ctx context.Context) int {
 		return pi < pj
 	})
 	if c.output == "json" {
-		enc := json.NewEncoder(c.Stdout)
-		enc.SetIndent("", "  ")
-		_ = enc.Encode(rows)
+		c.printJSON(rows)
 		return ExitOK
 	}
 	if len(rows) == 0 {
