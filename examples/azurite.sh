@@ -1,6 +1,14 @@
 # Sourced by the examples' run scripts: ensure_azurite starts Azurite's queue
-# service on 127.0.0.1:10001 unless something listens there, and records its
-# pid in pids so the caller's cleanup stops it.
+# service on 127.0.0.1:10001 unless something listens there. Every pid added
+# to pids is stopped when the script ends or is interrupted (Ctrl-C).
+pids=()
+cleanup() {
+  trap - INT TERM EXIT
+  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+}
+trap cleanup INT TERM EXIT
+
 listening() { (exec 3<>/dev/tcp/127.0.0.1/10001) 2>/dev/null; }
 
 ensure_azurite() {

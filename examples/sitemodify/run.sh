@@ -6,14 +6,6 @@ set -euo pipefail
 cd "$(dirname "$0")"
 root=../..
 worker=$root/bin/sitemodify-worker
-pids=()
-cleanup() {
-  trap - INT TERM EXIT
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-}
-trap cleanup INT TERM EXIT
-
 source ../azurite.sh
 ensure_azurite "$(cd "$root" && pwd)"
 
