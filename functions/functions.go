@@ -258,29 +258,42 @@ func (r *Registry) Problems() []error {
 type ctxKey int
 
 const (
-	loggerKey ctxKey = iota
-	invocationKey
+	invocationKey ctxKey = iota
 	pendingKey
 )
 
-// WithInvocation returns ctx carrying the invocation's logger and id; the
-// runtime calls it before invoking a function.
-func WithInvocation(ctx context.Context, logger *zap.Logger, invocationID string) context.Context {
-	ctx = context.WithValue(ctx, loggerKey, logger)
-	return context.WithValue(ctx, invocationKey, invocationID)
+// invocation is what an invocation's context carries. Its logger is made
+// on first use: most functions never log, and a zap logger With a field
+// costs an encoder clone.
+type invocation struct {
+	base *zap.Logger
+	id   string
+	once sync.Once
+	log  *zap.Logger
 }
 
-// Logger returns the invocation's logger (category Function.<Name>.User),
-// or a no-op logger outside an invocation.
+// WithInvocation returns ctx carrying the invocation's logger and id; the
+// runtime calls it before invoking a function. Logger adds the
+// invocationId field to logger when first asked.
+func WithInvocation(ctx context.Context, logger *zap.Logger, invocationID string) context.Context {
+	return context.WithValue(ctx, invocationKey, &invocation{base: logger, id: invocationID})
+}
+
+// Logger returns the invocation's logger (category Function.<Name>.User,
+// with its invocationId), or a no-op logger outside an invocation.
 func Logger(ctx context.Context) *zap.Logger {
-	if l, ok := ctx.Value(loggerKey).(*zap.Logger); ok {
-		return l
+	inv, ok := ctx.Value(invocationKey).(*invocation)
+	if !ok || inv.base == nil {
+		return zap.NewNop()
 	}
-	return zap.NewNop()
+	inv.once.Do(func() { inv.log = inv.base.With(zap.String("invocationId", inv.id)) })
+	return inv.log
 }
 
 // InvocationID returns the id of the current invocation, or "".
 func InvocationID(ctx context.Context) string {
-	s, _ := ctx.Value(invocationKey).(string)
-	return s
+	if inv, ok := ctx.Value(invocationKey).(*invocation); ok {
+		return inv.id
+	}
+	return ""
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"go.uber.org/zap"
+
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -29,8 +31,7 @@ func TestInvokeBindsAndCalls(t *testing.T) {
 	if *d.Settings.BatchSize != 3 || *d.Settings.FunctionTimeout != time.Second || *d.Settings.MessageEncoding != bindings.None {
 		t.Errorf("settings %+v", d.Settings)
 	}
-	ctx := WithInvocation(context.Background(), nil, "inv-1")
-	ctx = context.WithValue(ctx, loggerKey, Logger(context.Background()))
+	ctx := WithInvocation(context.Background(), zap.NewNop(), "inv-1")
 	if err := d.Invoke(ctx, []byte(`{"n": 5}`), &triggers.Message{}); err == nil || err.Error() != "handler error" || got.N != 5 {
 		t.Errorf("err=%v got=%+v", err, got)
 	}

@@ -2,8 +2,10 @@ package runtime
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/rand/v2"
 	"runtime/debug"
 	"sync"
 	"time"
@@ -195,7 +197,7 @@ func (l *listener) process(m *triggers.Message) {
 		}
 	}()
 	start := time.Now()
-	id := uuid.NewString()
+	id := newInvocationID()
 	q := l.fc.Queues
 
 	var (
@@ -228,15 +230,18 @@ func (l *listener) process(m *triggers.Message) {
 		}
 		outcome = l.settle(m, id, runErr)
 	}
-	fields := []zap.Field{
-		zap.String("function", l.fc.Name()), zap.String("invocationId", id), zap.String("queue", l.fc.Queue),
-		zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
-		zap.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+	// The completion line's fields are built only when it is logged.
+	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
+		fields := []zap.Field{
+			zap.String("function", l.fc.Name()), zap.String("invocationId", id), zap.String("queue", l.fc.Queue),
+			zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
+			zap.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+		}
+		if runErr != nil {
+			fields = append(fields, zap.String("error", runErr.Error()))
+		}
+		ce.Write(fields...)
 	}
-	if runErr != nil {
-		fields = append(fields, zap.String("error", runErr.Error()))
-	}
-	l.results.Info("invocation "+outcome, fields...)
 	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
 		l.notify(m, id, outcome, runErr, pending, payload, start)
 	}
@@ -289,7 +294,7 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pendin
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	ctx = functions.WithInvocation(ctx, l.user.With(zap.String("invocationId", id)), id)
+	ctx = functions.WithInvocation(ctx, l.user, id)
 	if pending != nil {
 		ctx = functions.WithPending(ctx, pending)
 	}
@@ -310,6 +315,18 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pendin
 // minRenewInterval keeps renewal from spinning on a lease about to end.
 const minRenewInterval = 250 * time.Millisecond
 
+// newInvocationID returns a random UUID v4. Invocation ids need to be
+// unique, not unpredictable, so math/rand/v2 serves (crypto/rand is a
+// system call per id).
+func newInvocationID() string {
+	var u uuid.UUID
+	binary.LittleEndian.PutUint64(u[:8], rand.Uint64())
+	binary.LittleEndian.PutUint64(u[8:], rand.Uint64())
+	u[6] = u[6]&0x0f | 0x40 // version 4
+	u[8] = u[8]&0x3f | 0x80 // RFC 4122 variant
+	return u.String()
+}
+
 // renewIn is when to renew m next: halfway to the end of its lease.
 func renewIn(m *triggers.Message, lease time.Duration) time.Duration {
 	d := lease / 2
@@ -319,42 +336,58 @@ func renewIn(m *triggers.Message, lease time.Duration) time.Duration {
 	return max(d, minRenewInterval)
 }
 
-// renew extends m's lease halfway through it until the returned func is
-// called; that func waits for a renewal under way, so settlement uses the
-// latest receipt. Renewal stops after MaxRenewal, if set.
+// renewal extends one message's lease halfway through it, on a timer
+// rather than a goroutine of its own.
+type renewal struct {
+	l       *listener
+	m       *triggers.Message
+	start   time.Time
+	mu      sync.Mutex // held while renewing, so stop waits for a renewal under way
+	t       *time.Timer
+	stopped bool
+}
+
+// renew starts renewing m's lease until the returned func is called; that
+// func waits for a renewal under way, so settlement uses the latest
+// receipt. Renewal stops after MaxRenewal, if set.
 func (l *listener) renew(m *triggers.Message) func() {
-	lease := l.fc.Queues.LeaseDuration
-	limit := l.fc.Queues.MaxRenewal
-	start := time.Now()
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Go(func() {
-		t := time.NewTimer(renewIn(m, lease))
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-			if limit > 0 && time.Since(start) >= limit {
-				l.log.Warn("lease renewal stopped: the message was held for the maximum renewal duration; another worker may receive it",
-					zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
-				return
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-			err := l.drv.ExtendLease(ctx, m, lease)
-			cancel()
-			if err != nil {
-				l.log.Warn("renewing the message lease failed; another worker may receive it",
-					zap.String("messageId", m.ID), zap.Error(err))
-			} else {
-				l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
-			}
-			t.Reset(renewIn(m, lease))
-		}
-	})
-	return func() { close(done); wg.Wait() }
+	r := &renewal{l: l, m: m, start: time.Now()}
+	r.mu.Lock()
+	r.t = time.AfterFunc(renewIn(m, l.fc.Queues.LeaseDuration), r.fire)
+	r.mu.Unlock()
+	return r.stop
+}
+
+func (r *renewal) stop() {
+	r.mu.Lock()
+	r.stopped = true
+	r.t.Stop()
+	r.mu.Unlock()
+}
+
+func (r *renewal) fire() {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.stopped {
+		return
+	}
+	l, m := r.l, r.m
+	lease, limit := l.fc.Queues.LeaseDuration, l.fc.Queues.MaxRenewal
+	if limit > 0 && time.Since(r.start) >= limit {
+		l.log.Warn("lease renewal stopped: the message was held for the maximum renewal duration; another worker may receive it",
+			zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+	err := l.drv.ExtendLease(ctx, m, lease)
+	cancel()
+	if err != nil {
+		l.log.Warn("renewing the message lease failed; another worker may receive it",
+			zap.String("messageId", m.ID), zap.Error(err))
+	} else {
+		l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
+	}
+	r.t.Reset(renewIn(m, lease))
 }
 
 // attempts is how many attempts a message gets: the retry policy's

@@ -1,0 +1,92 @@
+package runtime
+
+import (
+	"context"
+	"io"
+	"testing"
+	"time"
+
+	"go.uber.org/zap/zapcore"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// nopDriver settles instantly: what is left is the host's own cost.
+type nopDriver struct{}
+
+func (nopDriver) Receive(context.Context, int, time.Duration) ([]*triggers.Message, error) {
+	return nil, nil
+}
+func (nopDriver) Complete(context.Context, *triggers.Message) error { return nil }
+func (nopDriver) Retry(context.Context, *triggers.Message, time.Duration) error {
+	return nil
+}
+func (nopDriver) ExtendLease(context.Context, *triggers.Message, time.Duration) error { return nil }
+func (nopDriver) DeadLetter(context.Context, *triggers.Message, string) (string, error) {
+	return "", nil
+}
+func (nopDriver) PoisonDestination() string { return "" }
+func (nopDriver) Close() error              { return nil }
+
+func benchListener(b *testing.B, levels map[string]string, opts ...functions.Option) *listener {
+	b.Helper()
+	reg := &functions.Registry{}
+	functions.Add(reg, "F", functions.QueueTrigger("bench-queue"),
+		func(ctx context.Context, p []byte, m *triggers.Message) error { return nil }, opts...)
+	cfg := DefaultConfig()
+	cfg.Queues.MessageEncoding = bindings.None
+	funcs, _, err := ResolveFunctions(cfg, reg, NewAppSettings(nil))
+	if err != nil {
+		b.Fatal(err)
+	}
+	logs, err := NewLogs(LogOptions{Levels: levels, Output: zapcore.AddSync(io.Discard)})
+	if err != nil {
+		b.Fatal(err)
+	}
+	return newListener(funcs[0], nopDriver{}, logs, context.Background())
+}
+
+// BenchmarkDispatch is the host's cost per message, JSON decoding excluded
+// (the function takes []byte): decode the encoding, renew-lease bookkeeping,
+// invoke, settle and log the completion line.
+func BenchmarkDispatch(b *testing.B) {
+	body := []byte(`{"id": 42, "customer": "Contoso", "total": 12.5}`)
+	for _, bc := range []struct {
+		name   string
+		levels map[string]string
+	}{
+		{"logs-off", map[string]string{"default": "None"}},
+		{"json-logs", nil},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			l := benchListener(b, bc.levels)
+			m := &triggers.Message{ID: "m", Body: body, DequeueCount: 1}
+			b.ReportAllocs()
+			for b.Loop() {
+				l.mu.Lock()
+				l.inflight++
+				l.mu.Unlock()
+				l.process(m)
+			}
+		})
+	}
+}
+
+// BenchmarkBindJSON is the JSON binding alone, for comparison.
+func BenchmarkBindJSON(b *testing.B) {
+	type order struct {
+		ID       int     `json:"id"`
+		Customer string  `json:"customer"`
+		Total    float64 `json:"total"`
+	}
+	bind := bindings.NewBinder[order]()
+	body := []byte(`{"id": 42, "customer": "Contoso", "total": 12.5}`)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := bind(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
