@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -228,6 +229,9 @@ func LoadConfig(path string, required bool, settings *AppSettings) (*Config, err
 			source[key] = name
 		}
 	}
+	if len(probs) == 0 && path != "" {
+		probs = nullValues(path)
+	}
 	if len(probs) > 0 {
 		return nil, &ConfigError{Problems: probs}
 	}
@@ -237,6 +241,42 @@ func LoadConfig(path string, required bool, settings *AppSettings) (*Config, err
 		return nil, &ConfigError{Problems: d.probs}
 	}
 	return cfg, nil
+}
+
+// nullValues reports every null in the host.json at path: viper drops
+// them, which would silently turn "batchSize": null into the default.
+func nullValues(path string) []Problem {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil // a missing optional file; read errors were reported already
+	}
+	var root any
+	if json.Unmarshal(data, &root) != nil {
+		return nil
+	}
+	var probs []Problem
+	var walk func(prefix string, v any)
+	walk = func(prefix string, v any) {
+		switch x := v.(type) {
+		case nil:
+			probs = append(probs, Problem{prefix, "null is not a value: remove the key to use the default"})
+		case map[string]any:
+			for k, c := range x {
+				key := k
+				if prefix != "" {
+					key = prefix + "." + k
+				}
+				walk(key, c)
+			}
+		case []any:
+			for i, c := range x {
+				walk(fmt.Sprintf("%s[%d]", prefix, i), c)
+			}
+		}
+	}
+	walk("", root)
+	sort.Slice(probs, func(i, j int) bool { return probs[i].Key < probs[j].Key })
+	return probs
 }
 
 func jsonErrorText(err error) string {

@@ -231,3 +231,19 @@ func TestAppSettingsBadFile(t *testing.T) {
 		t.Errorf("got %q", got)
 	}
 }
+
+// A null is reported, not read as "not set".
+func TestLoadConfigNulls(t *testing.T) {
+	p := writeHostJSON(t, `{"version": null, "extensions": {"queues": {"batchSize": null}}, "jobhost": {"callbacks": {"allowedHosts": ["a", null]}}}`)
+	_, err := LoadConfig(p, true, NewAppSettings(nil))
+	got := problems(t, err)
+	want := []string{"extensions.queues.batchSize: ", "jobhost.callbacks.allowedHosts[1]: ", "version: "}
+	if len(got) != len(want) {
+		t.Fatalf("got %q", got)
+	}
+	for i, w := range want {
+		if !strings.HasPrefix(got[i], w) || !strings.Contains(got[i], "null") {
+			t.Errorf("problem %d = %q, want %q...", i, got[i], w)
+		}
+	}
+}

@@ -422,8 +422,11 @@ func (l *listener) settle(m *triggers.Message, id string, runErr error) string {
 	switch {
 	case runErr == nil:
 		if err := l.drv.Complete(ctx, m); err != nil {
-			l.log.Warn("function succeeded but the message could not be deleted; it will be delivered again",
-				zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
+			msg := "function succeeded but the message could not be deleted; it will be delivered again"
+			if errors.Is(err, triggers.ErrLeaseLost) {
+				msg = "function succeeded but its message was already settled or its lease was lost; it may be delivered again"
+			}
+			l.log.Warn(msg, zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 		}
 		return OutcomeSucceeded
 	case errors.As(runErr, &bindErr), errors.As(runErr, &permanent):
