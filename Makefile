@@ -35,3 +35,31 @@ test: $(AZURITE)
 
 clean:
 	rm -rf bin
+
+# Fault injection (chaos/, docs/reliability.md) at full size: SIGKILL mid-run,
+# Azurite and RabbitMQ outages, a poison flood, a function outliving its
+# lease, SIGTERM with functions in flight; then every fuzz target. make test
+# runs the same chaos suite with bounded counts (well under 90 s).
+.PHONY: chaos fuzz
+chaos: $(AZURITE)
+	JOBHOST_CHAOS=full $(GO) test -count=1 -v -timeout 20m ./chaos/
+	$(MAKE) fuzz
+
+# Each fuzz target for FUZZTIME; make test runs their seed corpora.
+FUZZTIME ?= 10s
+fuzz:
+	$(GO) test -run='^$$' -fuzz='^FuzzLoadConfig$$' -fuzztime=$(FUZZTIME) ./runtime
+	$(GO) test -run='^$$' -fuzz='^FuzzParseTimeSpan$$' -fuzztime=$(FUZZTIME) ./runtime
+	$(GO) test -run='^$$' -fuzz='^FuzzBind$$' -fuzztime=$(FUZZTIME) ./bindings
+
+# Benchmarks (bench/ is its own module; method and results in
+# docs/performance.md): jobhost against plain client loops and Watermill on
+# Azurite, in memory, RabbitMQ and NATS JetStream. Both print a table and
+# write bench/results/latest.json (and latest.md). bench-quick uses reduced
+# counts and finishes in under 3 minutes.
+.PHONY: bench bench-quick
+bench: $(AZURITE)
+	cd bench && $(GO) run ./cmd/bench
+
+bench-quick: $(AZURITE)
+	cd bench && $(GO) run ./cmd/bench -quick

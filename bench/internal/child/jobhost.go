@@ -1,0 +1,120 @@
+package child
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	gcpubsub "gocloud.dev/pubsub"
+	"gocloud.dev/pubsub/mempubsub"
+
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/runtime"
+	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/pubsub"
+
+	"github.com/jobhost/jobhost/bench/internal/proto"
+	"github.com/jobhost/jobhost/bench/internal/workload"
+)
+
+// jobhost runs the jobhost runtime with one function, configured as a user
+// would (a Config as host.json gives it, app settings for the connection),
+// over the real driver of the scenario's broker.
+type jobhost struct {
+	spec *proto.Spec
+	rec  *workload.Recorder
+	sink *logSink
+
+	host   *runtime.Host
+	cancel context.CancelFunc
+	done   chan error
+
+	// mem:// only: the pre-filled topic and subscription the driver reads.
+	memTopic, memPoison *gcpubsub.Topic
+	memSub              *gcpubsub.Subscription
+}
+
+func (j *jobhost) prepare(ctx context.Context) error {
+	s := j.spec
+	reg := &functions.Registry{}
+	rec := j.rec
+	settings := map[string]string{}
+	var trigger functions.Trigger
+	var open runtime.OpenFunc
+	switch s.System {
+	case proto.JobhostAzure:
+		settings["AzureWebJobsStorage"] = s.AzureConn
+		trigger = functions.QueueTrigger(s.Queue)
+	case proto.JobhostRabbit:
+		settings["RABBIT_SERVER_URL"] = s.RabbitURL
+		trigger = functions.SubscriptionTrigger("rabbit://" + s.Queue)
+	case proto.JobhostNATS:
+		settings["NATS_SERVER_URL"] = s.NATSURL
+		trigger = functions.SubscriptionTrigger("nats://" + s.Subject + "?stream=" + s.Stream)
+	case proto.JobhostMem:
+		// mem:// topics live in the process, and a mempubsub subscription
+		// sees only what is sent after it exists: the bench makes the
+		// subscription, pre-fills it, and hands the host the very driver
+		// pubsub.OpenURL would build over it.
+		trigger = functions.SubscriptionTrigger("mem://bench")
+		j.memTopic = mempubsub.NewTopic()
+		j.memPoison = mempubsub.NewTopic()
+		j.memSub = mempubsub.NewSubscription(j.memTopic, 10*time.Minute)
+		if err := prefillMem(ctx, j.memTopic, s.Prefill); err != nil {
+			return err
+		}
+		open = func(context.Context, *runtime.FunctionConfig) (triggers.Driver, error) {
+			return pubsub.New(pubsub.Options{
+				Subscription: j.memSub, Topic: j.memTopic, Poison: j.memPoison,
+				Name: "bench", PoisonName: "bench-poison",
+				Owned: []interface{ Shutdown(context.Context) error }{j.memSub, j.memTopic, j.memPoison},
+			}), nil
+		}
+	default:
+		return fmt.Errorf("jobhost: unknown system %q", s.System)
+	}
+	functions.Add(reg, "Bench", trigger, func(ctx context.Context, o workload.Order, m *triggers.Message) error {
+		rec.Record(&o)
+		return nil
+	})
+
+	cfg := runtime.DefaultConfig()
+	for _, q := range []*runtime.QueueSettings{&cfg.Queues, &cfg.PubSub} {
+		q.BatchSize = s.BatchSize
+		q.NewBatchThreshold = s.Threshold
+		if s.MaxPolling > 0 {
+			q.MaxPollingInterval = s.MaxPolling
+		}
+	}
+	cfg.Queues.MessageEncoding = bindings.Base64 // the default, stated
+	cfg.PubSub.MessageEncoding = bindings.None   // the default, stated
+	cfg.ShutdownTimeout = 10 * time.Second
+	if s.LogLevel != "" {
+		cfg.LogLevels = map[string]string{"Function": s.LogLevel}
+	}
+	logs, err := runtime.NewLogs(runtime.LogOptions{Format: cfg.LogFormat, Levels: cfg.LogLevels, Output: j.sink})
+	if err != nil {
+		return err
+	}
+	j.host, err = runtime.New(runtime.Options{Registry: reg, Config: cfg, Settings: runtime.NewAppSettings(settings),
+		Logs: logs, Open: open})
+	return err
+}
+
+func (j *jobhost) start(ctx context.Context) error {
+	ctx, j.cancel = context.WithCancel(ctx)
+	j.done = make(chan error, 1)
+	go func() { j.done <- j.host.Run(ctx) }()
+	return nil
+}
+
+func (j *jobhost) stop() error {
+	j.cancel()
+	err := <-j.done
+	if errors.Is(err, context.Canceled) {
+		err = nil
+	}
+	return err
+}

@@ -1,0 +1,114 @@
+// Package proto is what the bench binary and its child processes say to each
+// other. The parent starts `bench child` with a Spec in the environment
+// (BENCH_SPEC, JSON). The child prepares the system (connections, in-memory
+// pre-fill), prints READY, waits for GO on stdin, then consumes. It prints
+// PROGRESS <n> every ProgressEvery, DONE when it has recorded Target
+// messages, and stops on STOP (stdin) or after DONE; it then prints
+// RESULT <json> and exits. Everything the child measures about itself is in
+// Result; the parent adds the child's rusage (CPU, peak RSS) from wait4.
+package proto
+
+import "time"
+
+// EnvSpec names the environment variable carrying the Spec.
+const EnvSpec = "BENCH_SPEC"
+
+// Lines the child prints on stdout.
+const (
+	Ready    = "READY"
+	Progress = "PROGRESS"
+	Done     = "DONE"
+	Result   = "RESULT"
+)
+
+// Commands the parent writes on stdin.
+const (
+	Go   = "GO"
+	Stop = "STOP"
+)
+
+// Systems.
+const (
+	JobhostAzure    = "jobhost-azure"    // runtime over the real azurequeue driver
+	PlainAzqueue    = "azqueue-loop"     // plain azqueue dequeue/delete loop
+	JobhostMem      = "jobhost-mem"      // runtime over the mem:// (gocloud mempubsub) driver
+	WatermillGoChan = "watermill-gochan" // Watermill router over GoChannel
+	GocloudMem      = "gocloud-mem"      // plain mempubsub Receive loop
+	BareDecode      = "bare-decode"      // decode only: the floor
+	JobhostRabbit   = "jobhost-rabbit"   // runtime over rabbit://
+	WatermillAMQP   = "watermill-amqp"   // Watermill router over watermill-amqp v3
+	GocloudRabbit   = "gocloud-rabbit"   // plain rabbitpubsub Receive loop
+	JobhostNATS     = "jobhost-nats"     // runtime over nats:// (JetStream)
+	WatermillNATS   = "watermill-nats"   // Watermill router over watermill-nats v2 (JetStream)
+)
+
+// Spec tells a child what to run.
+type Spec struct {
+	System      string `json:"system"`
+	Concurrency int    `json:"concurrency"`
+	// BatchSize and Threshold are jobhost's batchSize and newBatchThreshold
+	// (and the plain loops' batch size).
+	BatchSize int `json:"batchSize"`
+	Threshold int `json:"threshold"`
+	// MaxPolling is jobhost's maxPollingInterval (0: default, 1 min).
+	MaxPolling time.Duration `json:"maxPolling"`
+	// Prefetch is the plain gocloud rabbitpubsub loop's prefetch_count (0:
+	// rabbitpubsub's default, unbounded).
+	Prefetch int `json:"prefetch,omitempty"`
+	// EmptySleep is the plain azqueue loop's wait after an empty dequeue.
+	EmptySleep time.Duration `json:"emptySleep"`
+	// Target > 0: print DONE after that many messages. MaxID bounds the
+	// ids tracked for loss/duplicate checks.
+	Target int64 `json:"target"`
+	MaxID  int64 `json:"maxId"`
+	// Prefill is the number of messages an in-memory system publishes to
+	// itself before READY.
+	Prefill int64 `json:"prefill"`
+	// Latency keeps enqueue→invocation latencies; IDs returns the bitmap.
+	Latency bool `json:"latency"`
+	IDs     bool `json:"ids"`
+	// ProgressEvery > 0 prints PROGRESS that often.
+	ProgressEvery time.Duration `json:"progressEvery"`
+
+	// Where the messages are.
+	AzureConn string `json:"azureConn,omitempty"`
+	Queue     string `json:"queue,omitempty"` // Storage Queue, RabbitMQ queue
+	RabbitURL string `json:"rabbitUrl,omitempty"`
+	NATSURL   string `json:"natsUrl,omitempty"`
+	Stream    string `json:"stream,omitempty"`
+	Subject   string `json:"subject,omitempty"`
+
+	// LogLevel of jobhost's Function.* categories ("" = Information, the
+	// default). Logs are encoded as usual and written to a discarding sink
+	// that keeps warnings and errors.
+	LogLevel string `json:"logLevel,omitempty"`
+	// CPUProfile, when set, is a file the child writes a pprof CPU profile
+	// of the measured window to.
+	CPUProfile string `json:"cpuProfile,omitempty"`
+}
+
+// ChildResult is what the child measured.
+type ChildResult struct {
+	Processed int64 `json:"processed"`
+	Dups      int64 `json:"dups"`
+	// Unix nanoseconds: GO received, first and last message recorded, the
+	// end of the measured window (DONE or STOP).
+	GoAt    int64 `json:"goAt"`
+	FirstAt int64 `json:"firstAt"`
+	LastAt  int64 `json:"lastAt"`
+	EndAt   int64 `json:"endAt"`
+	// CPU of the child during the window (getrusage RUSAGE_SELF deltas).
+	UserSec float64 `json:"userSec"`
+	SysSec  float64 `json:"sysSec"`
+	// PeakRSSKB is the child's VmHWM (/proc/self/status) at the end: its
+	// own peak RSS. (wait4's maxrss of a forked-and-exec'd child also
+	// counts the parent's RSS at fork time.)
+	PeakRSSKB int64 `json:"peakRssKB"`
+	// Bitmap of ids seen (IDs), little-endian 64-bit words.
+	Bitmap []uint64 `json:"bitmap,omitempty"`
+	// Latencies (ns) when Latency, by message id; -1 for ids not seen.
+	Latencies []int64 `json:"latencies,omitempty"`
+	// Warnings are warning and error log lines (capped).
+	Warnings []string `json:"warnings,omitempty"`
+	Error    string   `json:"error,omitempty"`
+}
