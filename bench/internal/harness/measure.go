@@ -228,7 +228,7 @@ func (m *machineMeter) pct() float64 {
 	}
 	all := (m.b1 - m.b0) / (m.t1 - m.t0) * float64(goruntime.NumCPU()) * 100
 	self := (m.s1 - m.s0) / m.w1.Sub(m.w0).Seconds() * 100
-	return all - self
+	return max(all-self, 0)
 }
 
 // other sets the row's share of the machine used by neither the system
