@@ -461,7 +461,11 @@ type arrival struct {
 // end.
 func (d *Driver) pull(batch int, wait time.Duration) (msgs []arrival, err error) {
 	inbox := d.nc.NewInbox()
-	sub, err := d.nc.SubscribeSync(inbox)
+	// A channel sized to the batch: SubscribeSync would allocate nats.go's
+	// 64k-slot default (512 KiB) for every pull. The server sends at most
+	// batch messages and one status to this inbox.
+	ch := make(chan *nats.Msg, batch+4)
+	sub, err := d.nc.ChanSubscribe(inbox, ch)
 	if err != nil {
 		return nil, fmt.Errorf("jetstream: receive from %s: %w", d.source, err)
 	}
@@ -474,17 +478,19 @@ func (d *Driver) pull(batch int, wait time.Duration) (msgs []arrival, err error)
 		return nil, fmt.Errorf("jetstream: receive from %s: %w", d.source, err)
 	}
 	end := start.Add(wait + pullGrace)
+	timer := time.NewTimer(wait + pullGrace)
+	defer timer.Stop()
 	for len(msgs) < batch {
 		left := time.Until(end)
 		if left <= 0 {
 			return msgs, nil
 		}
-		m, err := sub.NextMsg(left)
-		if errors.Is(err, nats.ErrTimeout) {
+		timer.Reset(left)
+		var m *nats.Msg
+		select {
+		case m = <-ch:
+		case <-timer.C:
 			return msgs, nil
-		}
-		if err != nil {
-			return msgs, fmt.Errorf("jetstream: receive from %s: %w", d.source, err)
 		}
 		if strings.HasPrefix(m.Reply, "$JS.ACK.") {
 			msgs = append(msgs, arrival{m, time.Now()})
