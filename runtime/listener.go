@@ -36,7 +36,7 @@ type listener struct {
 	fc      *FunctionConfig
 	drv     triggers.Driver
 	log     *zap.Logger // listener category
-	results *zap.Logger // Function.<Name>
+	results *zap.Logger // Function.<Name>, with function and queue bound, no caller
 	user    *zap.Logger // Function.<Name>.User
 	hard    context.Context
 
@@ -55,11 +55,12 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 	cat := CategoryFunction + "." + fc.Name()
 	return &listener{
 		fc: fc, drv: drv, hard: hard,
-		log:     logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
-		results: logs.Category(cat),
-		user:    logs.Category(cat + ".User").With(zap.String("function", fc.Name())),
-		freed:   make(chan struct{}, 1),
-		wakeup:  make(chan struct{}, 1),
+		log: logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
+		results: logs.Category(cat).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)).
+			WithOptions(zap.WithCaller(false)),
+		user:   logs.Category(cat + ".User").With(zap.String("function", fc.Name())),
+		freed:  make(chan struct{}, 1),
+		wakeup: make(chan struct{}, 1),
 	}
 }
 
@@ -233,8 +234,7 @@ func (l *listener) process(m *triggers.Message) {
 	// The completion line's fields are built only when it is logged.
 	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
 		fields := []zap.Field{
-			zap.String("function", l.fc.Name()), zap.String("invocationId", id), zap.String("queue", l.fc.Queue),
-			zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
+			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
 			zap.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
 		}
 		if runErr != nil {
@@ -300,7 +300,7 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pendin
 	}
 	defer func() {
 		if r := recover(); r != nil {
-			l.results.Error("function panicked", zap.String("function", l.fc.Name()), zap.String("invocationId", id),
+			l.results.Error("function panicked", zap.String("invocationId", id),
 				zap.String("messageId", m.ID), zap.Any("panic", r), zap.String("stack", string(debug.Stack())))
 			err = fmt.Errorf("panic: %v", r)
 		}

@@ -62,13 +62,42 @@ var secretKeys = []string{"accountkey", "sharedaccesskey", "sharedaccesssignatur
 // credentials (Bearer, Basic, SharedKey), passwords in URLs and JSON members
 // named like those settings.
 func Redact(s string) string {
+	// Every rule needs '=' or ':' in the text, but the Bearer one: most log
+	// text (ids, names, outcomes) is spared the work below.
+	if !strings.ContainsAny(s, "=:") && !containsFold(s, "bearer") {
+		return s
+	}
 	lower := strings.ToLower(s)
 	for _, r := range secretRules {
+		if r.kw[0] == "://" && !strings.Contains(s, "@") {
+			continue // a URL password needs user:password@
+		}
 		if slices.ContainsFunc(r.kw, func(kw string) bool { return strings.Contains(lower, kw) }) {
 			s = r.re.ReplaceAllString(s, r.repl)
 		}
 	}
 	return s
+}
+
+// containsFold reports whether s contains the lower-case ASCII word,
+// ignoring case, without allocating.
+func containsFold(s, word string) bool {
+	for i := 0; i+len(word) <= len(s); i++ {
+		j := 0
+		for ; j < len(word); j++ {
+			c := s[i+j]
+			if 'A' <= c && c <= 'Z' {
+				c += 'a' - 'A'
+			}
+			if c != word[j] {
+				break
+			}
+		}
+		if j == len(word) {
+			return true
+		}
+	}
+	return false
 }
 
 // redactCore redacts entries and fields before they reach the wrapped Core.
