@@ -313,12 +313,6 @@ func (d *decoder) warn(lowerKey, canonical, msg string) {
 	d.warns = append(d.warns, d.name(lowerKey, canonical)+": "+msg)
 }
 
-// field is one known key of a section.
-type field struct {
-	name  string // canonical casing
-	apply func(d *decoder, key, canon string, val any)
-}
-
 func (d *decoder) decode() *Config {
 	cfg := DefaultConfig()
 	top := d.all

@@ -54,7 +54,6 @@ type Options struct {
 // Host runs registered functions until its context ends.
 type Host struct {
 	cfg       *Config
-	settings  *AppSettings
 	funcs     []*FunctionConfig
 	logs      *Logs
 	log       *zap.Logger
@@ -91,7 +90,7 @@ func New(o Options) (*Host, error) {
 	if err != nil {
 		return nil, err
 	}
-	h := &Host{cfg: o.Config, settings: o.Settings, funcs: funcs, logs: o.Logs,
+	h := &Host{cfg: o.Config, funcs: funcs, logs: o.Logs,
 		log: o.Logs.Category(CategoryHost), open: o.Open}
 	h.callbacks = newCallbacks(o.Config.Callbacks, o.Logs.Category(CategoryCallbacks))
 	var probs []Problem

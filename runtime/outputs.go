@@ -264,8 +264,15 @@ func isGocloud(scheme string) bool {
 
 func displayTarget(t string) string {
 	if u, err := url.Parse(t); err == nil && u.Scheme != "" {
-		u.User, u.RawQuery = nil, ""
-		return u.String()
+		return DisplayURL(u)
 	}
 	return t
+}
+
+// DisplayURL is u as logs and listings show it: without credentials or
+// query (either may hold a secret).
+func DisplayURL(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery = nil, ""
+	return c.String()
 }

@@ -98,9 +98,7 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 			break
 		}
 		fc.URL = u
-		display := *u
-		display.User, display.RawQuery = nil, ""
-		fc.Queue = display.String()
+		fc.Queue = DisplayURL(u)
 		base = cfg.PubSub
 		if u.Scheme == "azuresb" {
 			base = cfg.ServiceBus.queueSettings()

@@ -383,9 +383,7 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 		}
 	}
 	if u != nil {
-		display := *u
-		display.User, display.RawQuery = nil, ""
-		t.name = display.String()
+		t.name = runtime.DisplayURL(u)
 		if t.drv, err = runtime.OpenURL(ctx, u, q.connection, c.name == "send", settings); err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
 			return nil, false
