@@ -3,6 +3,8 @@ package runtime
 import (
 	"context"
 	"io"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -72,6 +74,54 @@ func BenchmarkDispatch(b *testing.B) {
 			}
 		})
 	}
+}
+
+// feedDriver hands out n messages in batches and counts completions.
+type feedDriver struct {
+	nopDriver
+	body      []byte
+	left      atomic.Int64
+	completed atomic.Int64
+	done      chan struct{}
+	once      sync.Once
+	n         int64
+}
+
+func (d *feedDriver) Receive(_ context.Context, max int, _ time.Duration) ([]*triggers.Message, error) {
+	k := min(int64(max), d.left.Load())
+	if k <= 0 {
+		<-d.done // nothing left: wait for the benchmark to end
+		return nil, nil
+	}
+	d.left.Add(-k)
+	msgs := make([]*triggers.Message, k)
+	for i := range msgs {
+		msgs[i] = &triggers.Message{ID: "m", Body: d.body, DequeueCount: 1}
+	}
+	return msgs, nil
+}
+
+func (d *feedDriver) Complete(context.Context, *triggers.Message) error {
+	if d.completed.Add(1) == d.n {
+		d.once.Do(func() { close(d.done) })
+	}
+	return nil
+}
+
+// BenchmarkPoll is the host's cost per message through the whole listener
+// (poll, hand-off to a worker, invoke, settle), 16 in flight, logs off and
+// JSON decoding excluded.
+func BenchmarkPoll(b *testing.B) {
+	l := benchListener(b, map[string]string{"default": "None"}, functions.BatchSize(16), functions.NewBatchThreshold(8))
+	d := &feedDriver{body: []byte(`{"id": 42}`), done: make(chan struct{}), n: int64(b.N)}
+	d.left.Store(int64(b.N))
+	l.drv = d
+	ctx, cancel := context.WithCancel(context.Background())
+	b.ReportAllocs()
+	b.ResetTimer()
+	go func() { <-d.done; cancel() }()
+	l.poll(ctx)
+	l.invocations.Wait()
 }
 
 // BenchmarkBindJSON is the JSON binding alone, for comparison.
