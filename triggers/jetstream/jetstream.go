@@ -8,9 +8,10 @@
 // is fire-and-forget with errors dropped, Nack is a plain Nak, InProgress,
 // Term and NumDelivered are reachable only through As, headers are
 // URL-unescaped on receive, and dial errors quote the URL with credentials.
-// This package uses nats.go directly: one pull request per Receive, nothing
-// buffered, broker-native NumDelivered, NakWithDelay, InProgress and Term,
-// and acknowledgements that wait for the server's reply.
+// This package uses nats.go directly: pull requests it controls, nothing
+// buffered beyond MaxAckPending and nothing left to expire in a buffer,
+// broker-native NumDelivered, NakWithDelay, InProgress and Term, and
+// acknowledgements that wait for the server's reply.
 //
 // # Semantics
 //
@@ -21,6 +22,16 @@
 //     server never lets this durable (all its workers together) hold more
 //     unacknowledged messages. Messages retried with a delay stay "pending"
 //     on the server until redelivered and count against MaxAckPending.
+//   - Pulling ahead: when Receive returns a full batch and the server said
+//     more messages were waiting, the driver at once sends a request for
+//     Prefetch more (waiting up to 500 ms), which the server fills as
+//     acknowledgements free MaxAckPending slots; the next Receive returns
+//     those without a round trip. Such a message waits in the driver with
+//     InProgress sent every AckWait/2 (so it is not redelivered and its
+//     NumDelivered does not grow), and its lease starts when Receive hands
+//     it out. Close waits for that request to end, then Naks what is still
+//     waiting, so another worker gets it at once (with NumDelivered one
+//     more). A backlog therefore flows without a gap between batches.
 //   - ID is the Nats-Msg-Id header when the message has one, else the stream
 //     sequence in decimal. DequeueCount is the server's NumDelivered, which
 //     survives restarts and is shared by all workers. InsertionTime is the
@@ -157,6 +168,8 @@ type Driver struct {
 
 	poisonMu    sync.Mutex
 	poisonReady bool
+
+	ah ahead // the pull request sent ahead (ahead.go)
 
 	mu       sync.Mutex
 	inflight map[uint64]*delivery // by stream sequence
@@ -300,10 +313,13 @@ func (d *Driver) PoisonDestination() string { return d.opts.PoisonSubject }
 // ReceiveWaits reports that Receive waits (up to ReceiveWait) for messages.
 func (d *Driver) ReceiveWaits() bool { return true }
 
-// Close stops the driver's lease timers and closes its connection if Open
-// made it. Unsettled messages are left to the server, which redelivers
-// them when their ack wait ends.
+// Close gives back messages pulled ahead and not yet handed out (after
+// the request sent ahead ends, at most about a second), stops the
+// driver's lease timers and closes its connection if Open made it.
+// Messages handed out and not settled are left to the server, which
+// redelivers them when their ack wait ends.
 func (d *Driver) Close() error {
+	d.closeAhead()
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
@@ -358,6 +374,12 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 	if err := d.setup(ctx, lease); err != nil {
 		return nil, err
 	}
+	if out, used, err := d.fromAhead(ctx, maxMessages, lease); used {
+		if err == nil {
+			d.maybeAhead(out, maxMessages, lease)
+		}
+		return out, err
+	}
 	limit := d.opts.ReceiveWait + 2*expiryGap
 	if dl, ok := ctx.Deadline(); ok {
 		limit = min(limit, time.Until(dl)-pullGrace)
@@ -382,6 +404,7 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		}
 		return nil, err
 	}
+	d.maybeAhead(out, maxMessages, lease)
 	return out, nil
 }
 
@@ -527,7 +550,7 @@ func (d *Driver) track(rm *nats.Msg, start time.Time, lease time.Duration) *trig
 	if err != nil {
 		return nil // cannot happen for a $JS.ACK reply; redelivered after AckWait
 	}
-	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, lease: lease, deadline: start.Add(lease)}
+	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, pending: meta.NumPending, lease: lease, deadline: start.Add(lease)}
 	dl.touch(start)
 	id := rm.Header.Get(HeaderMsgID)
 	if id == "" {
@@ -1003,9 +1026,10 @@ func (d *Driver) noteErr(err error) {
 
 // delivery is one delivery of a message to this driver, and its lease.
 type delivery struct {
-	d   *Driver
-	msg *nats.Msg
-	seq uint64
+	d       *Driver
+	msg     *nats.Msg
+	seq     uint64
+	pending uint64 // messages the consumer had not yet delivered when this one was sent
 
 	mu       sync.Mutex
 	state    int

@@ -781,3 +781,96 @@ func TestOpenURL(t *testing.T) {
 	}
 	drv.Close()
 }
+
+// awaitAckPending polls the consumer until n messages are delivered and
+// unacknowledged (the server has no event for it).
+func awaitAckPending(t *testing.T, f *jstest.Fixture, consumer string, n int) {
+	t.Helper()
+	ctx := ctxFor(t)
+	for {
+		ci, err := f.ConsumerInfo(ctx, consumer)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if ci.NumAckPending == n {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			t.Fatalf("consumer %s: %d ack pending, want %d", consumer, ci.NumAckPending, n)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// TestPullAhead: after a full batch from a backlog the driver pulls the
+// next one ahead; messages waiting in the driver outlive AckWait without
+// a redelivery, and their lease starts when Receive hands them out.
+func TestPullAhead(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	f := jstest.NewFixture(ctx, t)
+	o := f.Options()
+	o.Prefetch, o.AckWait = 8, time.Second
+	d := f.Open(ctx, t, o)
+	for range 12 {
+		send(t, f, "m", nil)
+	}
+	first := receiveN(t, d, 4, 30*time.Second, 10*time.Second)
+	awaitAckPending(t, f, d.Consumer(), 8) // 4 handed out, 4 waiting in the driver
+	// What is under test is time passing: three AckWaits.
+	time.Sleep(3 * time.Second)
+	start := time.Now()
+	next, err := d.Receive(ctx, 4, 30*time.Second)
+	if err != nil || len(next) != 4 {
+		t.Fatalf("Receive after waiting: %d messages, %v; want the 4 pulled ahead", len(next), err)
+	}
+	for _, m := range next {
+		if m.DequeueCount != 1 {
+			t.Errorf("message %s: DequeueCount %d; want 1 (no redelivery while it waited)", m.ID, m.DequeueCount)
+		}
+		if m.NextVisibleTime.Before(start.Add(29 * time.Second)) {
+			t.Errorf("message %s: lease ends %v after hand-out; want 30s", m.ID, m.NextVisibleTime.Sub(start))
+		}
+	}
+	ci, err := f.ConsumerInfo(ctx, d.Consumer())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ci.NumRedelivered != 0 {
+		t.Errorf("consumer: %d redelivered; want 0", ci.NumRedelivered)
+	}
+	for _, m := range append(first, next...) {
+		if err := d.Complete(ctx, m); err != nil {
+			t.Errorf("Complete %s: %v", m.ID, err)
+		}
+	}
+	receiveN(t, d, 4, 30*time.Second, 10*time.Second)
+}
+
+// TestCloseGivesBackWaiting: Close hands messages pulled ahead back at
+// once (another worker gets them long before AckWait), while messages
+// handed out stay leased to the closed worker until AckWait.
+func TestCloseGivesBackWaiting(t *testing.T) {
+	t.Parallel()
+	ctx := ctxFor(t)
+	f := jstest.NewFixture(ctx, t)
+	o := f.Options()
+	o.Prefetch, o.AckWait = 4, 30*time.Second
+	d1 := f.Open(ctx, t, o)
+	for range 6 {
+		send(t, f, "m", nil)
+	}
+	held := receiveN(t, d1, 2, 30*time.Second, 10*time.Second)
+	awaitAckPending(t, f, d1.Consumer(), 4)
+	if err := d1.Close(); err != nil {
+		t.Fatal(err)
+	}
+	d2 := f.Open(ctx, t, o)
+	got := receiveN(t, d2, 2, 30*time.Second, 10*time.Second)
+	for _, m := range got {
+		if m.DequeueCount != 2 || m.ID == held[0].ID || m.ID == held[1].ID {
+			t.Errorf("worker 2 got message %s (DequeueCount %d); want one of those worker 1 pulled ahead, delivered a second time", m.ID, m.DequeueCount)
+		}
+	}
+}

@@ -253,7 +253,7 @@ func (b *bench) scenarioNATS() []*Scenario {
 	defer nj.close()
 	var runs []runCase
 	for _, c := range []struct{ system, label string }{
-		{proto.JobhostNATS, fmt.Sprintf("jobhost (nats://, pull consumer, batchSize %d, newBatchThreshold %d)", b.bt["nats"][0], b.bt["nats"][1])},
+		{proto.JobhostNATS, fmt.Sprintf("jobhost (nats://, pull consumer pulling ahead, batchSize %d, newBatchThreshold %d)", b.bt["nats"][0], b.bt["nats"][1])},
 		{proto.WatermillNATS, "Watermill router, watermill-nats JetStream (16 queue subscribers, AckSync, MaxAckPending 16)"},
 	} {
 		runs = append(runs, runCase{c.system, func() *Row {
