@@ -65,12 +65,13 @@ func BenchmarkDispatch(b *testing.B) {
 		b.Run(bc.name, func(b *testing.B) {
 			l := benchListener(b, bc.levels)
 			m := &triggers.Message{ID: "m", Body: body, DequeueCount: 1}
+			w := l.newWorker()
 			b.ReportAllocs()
 			for b.Loop() {
 				l.mu.Lock()
 				l.inflight++
 				l.mu.Unlock()
-				l.process(m)
+				l.process(m, w)
 			}
 		})
 	}

@@ -44,7 +44,7 @@ type listener struct {
 	inflight    int
 	workers     int                    // worker goroutines started (never more than inflight has been)
 	work        chan *triggers.Message // messages for the workers; closed when polling stops
-	freed       chan struct{}          // signalled when an invocation ends
+	freed       chan struct{}          // signalled when in-flight work falls to the threshold
 	invocations sync.WaitGroup         // the workers
 
 	outputs    *outputs
@@ -88,9 +88,20 @@ func (l *listener) dispatch(m *triggers.Message) {
 }
 
 func (l *listener) worker() {
+	w := l.newWorker()
 	for m := range l.work {
-		l.process(m)
+		l.process(m, w)
 	}
+}
+
+// workerState is what a worker reuses from one message to the next.
+type workerState struct {
+	renewal *renewal
+	settle  *boundCtx
+}
+
+func (l *listener) newWorker() *workerState {
+	return &workerState{renewal: l.newRenewal(), settle: newBoundCtx()}
 }
 
 func (l *listener) running() int {
@@ -213,15 +224,21 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	}
 }
 
-// process runs one message to its settlement.
-func (l *listener) process(m *triggers.Message) {
+// process runs one message to its settlement with the worker's state w.
+func (l *listener) process(m *triggers.Message, w *workerState) {
 	defer func() {
 		l.mu.Lock()
 		l.inflight--
+		// The poller waits only for in-flight work to fall to the
+		// threshold: waking it for every ended invocation cost a
+		// scheduler round trip each.
+		wake := l.inflight <= l.fc.Queues.NewBatchThreshold
 		l.mu.Unlock()
-		select {
-		case l.freed <- struct{}{}:
-		default:
+		if wake {
+			select {
+			case l.freed <- struct{}{}:
+			default:
+			}
 		}
 	}()
 	start := time.Now()
@@ -246,7 +263,7 @@ func (l *listener) process(m *triggers.Message) {
 		if len(l.fc.Outputs) > 0 {
 			pending = functions.NewPending(l.fc.Definition.Settings.Outputs)
 		}
-		runErr = l.invoke(m, id, payload, pending)
+		runErr = l.invoke(m, id, payload, pending, w.renewal, start)
 		if runErr == nil && pending != nil {
 			// Outputs go only after success, and before the trigger message
 			// is completed: a crash in between duplicates, never loses.
@@ -256,7 +273,7 @@ func (l *listener) process(m *triggers.Message) {
 				cancel()
 			}
 		}
-		outcome = l.settle(m, id, runErr)
+		outcome = l.settle(w.settle, m, id, runErr)
 	}
 	// The completion line's fields are built only when it is logged.
 	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
@@ -312,9 +329,9 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
-func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pending *functions.Pending) (err error) {
-	stop := l.renew(m)
-	defer stop()
+func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pending *functions.Pending, r *renewal, start time.Time) (err error) {
+	r.begin(m, start)
+	defer r.end()
 	ctx := l.hard
 	if t := l.fc.FunctionTimeout; t > 0 {
 		var cancel context.CancelFunc
@@ -354,40 +371,50 @@ func newInvocationID() string {
 	return u.String()
 }
 
-// renewIn is when to renew m next: halfway to the end of its lease.
-func renewIn(m *triggers.Message, lease time.Duration) time.Duration {
+// renewIn is when to renew m next, seen at now: halfway to the end of
+// its lease.
+func renewIn(m *triggers.Message, lease time.Duration, now time.Time) time.Duration {
 	d := lease / 2
 	if !m.NextVisibleTime.IsZero() {
-		d = time.Until(m.NextVisibleTime) / 2
+		d = m.NextVisibleTime.Sub(now) / 2
 	}
 	return max(d, minRenewInterval)
 }
 
-// renewal extends one message's lease halfway through it, on a timer
-// rather than a goroutine of its own.
+// renewal extends the lease of the message a worker runs, halfway through
+// the lease, on a timer rather than a goroutine of its own. Each worker
+// has one, reused for every message: a timer and its callback per message
+// were four allocations and a timer-heap insertion each.
 type renewal struct {
-	l       *listener
-	m       *triggers.Message
-	start   time.Time
-	mu      sync.Mutex // held while renewing, so stop waits for a renewal under way
-	t       *time.Timer
-	stopped bool
+	l      *listener
+	mu     sync.Mutex // held while renewing, so end waits for a renewal under way
+	t      *time.Timer
+	m      *triggers.Message // the message renewed, while active
+	start  time.Time
+	active bool
 }
 
-// renew starts renewing m's lease until the returned func is called; that
-// func waits for a renewal under way, so settlement uses the latest
-// receipt. Renewal stops after MaxRenewal, if set.
-func (l *listener) renew(m *triggers.Message) func() {
-	r := &renewal{l: l, m: m, start: time.Now()}
+func (l *listener) newRenewal() *renewal {
+	r := &renewal{l: l}
+	r.t = time.AfterFunc(time.Hour, r.fire)
+	r.t.Stop()
+	return r
+}
+
+// begin renews m's lease until end; renewal stops after MaxRenewal from
+// start, if set.
+func (r *renewal) begin(m *triggers.Message, start time.Time) {
 	r.mu.Lock()
-	r.t = time.AfterFunc(renewIn(m, l.fc.Queues.LeaseDuration), r.fire)
+	r.m, r.start, r.active = m, start, true
+	r.t.Reset(renewIn(m, r.l.fc.Queues.LeaseDuration, start))
 	r.mu.Unlock()
-	return r.stop
 }
 
-func (r *renewal) stop() {
+// end stops renewing; it waits for a renewal under way, so settlement uses
+// the latest receipt.
+func (r *renewal) end() {
 	r.mu.Lock()
-	r.stopped = true
+	r.active, r.m = false, nil
 	r.t.Stop()
 	r.mu.Unlock()
 }
@@ -395,8 +422,8 @@ func (r *renewal) stop() {
 func (r *renewal) fire() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if r.stopped {
-		return
+	if !r.active {
+		return // ended while this call waited for the lock
 	}
 	l, m := r.l, r.m
 	lease, limit := l.fc.Queues.LeaseDuration, l.fc.Queues.MaxRenewal
@@ -414,7 +441,7 @@ func (r *renewal) fire() {
 	} else {
 		l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
 	}
-	r.t.Reset(renewIn(m, lease))
+	r.t.Reset(renewIn(m, lease, time.Now()))
 }
 
 // attempts is how many attempts a message gets: the retry policy's
@@ -441,9 +468,9 @@ func (l *listener) retryDelay(m *triggers.Message, runErr error) time.Duration {
 }
 
 // settle completes, retries or poisons m after an invocation.
-func (l *listener) settle(m *triggers.Message, id string, runErr error) string {
-	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-	defer cancel()
+func (l *listener) settle(bc *boundCtx, m *triggers.Message, id string, runErr error) string {
+	ctx := bc.start(settleTimeout)
+	defer bc.stop()
 	var bindErr *bindings.Error
 	var permanent *functions.PermanentError
 	switch {

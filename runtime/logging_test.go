@@ -320,6 +320,8 @@ func TestLogsRedactEdgeCases(t *testing.T) {
 		zap.Error((*nilError)(nil)),
 		zap.Stringer("s", (*nilStringer)(nil)),
 		zap.String("Password", "plain"),
+		zap.String("AccountKey", "sig=plain3"),
+		zap.Int("password", 12345),
 		zap.Any("cfg", struct {
 			Password string
 			Port     int
@@ -331,12 +333,14 @@ func TestLogsRedactEdgeCases(t *testing.T) {
 	)
 	m := jsonLines(t, buf)[0]
 	want := map[string]any{
-		"error":    "<nil>",
-		"s":        "<nil>",
-		"Password": "REDACTED",
-		"cfg":      map[string]any{"Password": "REDACTED", "Port": 5.0, "HTML": "<a&b>"},
-		"d":        1.5,
-		"tricky":   map[string]any{"k": `Password=REDACTED sig=REDACTED "AccountKey":"REDACTED" \`},
+		"error":      "<nil>",
+		"s":          "<nil>",
+		"Password":   "REDACTED",
+		"AccountKey": "REDACTED",
+		"password":   "REDACTED",
+		"cfg":        map[string]any{"Password": "REDACTED", "Port": 5.0, "HTML": "<a&b>"},
+		"d":          1.5,
+		"tricky":     map[string]any{"k": `Password=REDACTED sig=REDACTED "AccountKey":"REDACTED" \`},
 	}
 	for k, v := range want {
 		if fmt.Sprint(m[k]) != fmt.Sprint(v) {

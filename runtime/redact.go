@@ -125,33 +125,61 @@ func (c redactCore) Write(e zapcore.Entry, fs []zapcore.Field) error {
 // other than a plain string (errors, Stringers, objects, arrays, reflected
 // values) are encoded first, so it is the text written that is redacted.
 func redactFields(fs []zapcore.Field) []zapcore.Field {
-	out := make([]zapcore.Field, 0, len(fs))
-	for _, f := range fs {
+	var out []zapcore.Field // nil until a field changes: most lines hold no secret
+	for i, f := range fs {
+		var expanded []zapcore.Field
+		changed := false
 		switch f.Type {
 		case zapcore.StringType:
-			f.String = Redact(f.String)
+			if r := Redact(f.String); r != f.String {
+				f.String, changed = r, true
+			}
 		case zapcore.ByteStringType:
-			f = zap.ByteString(f.Key, []byte(Redact(string(f.Interface.([]byte)))))
+			if s := string(f.Interface.([]byte)); Redact(s) != s {
+				f, changed = zap.ByteString(f.Key, []byte(Redact(s))), true
+			}
 		case zapcore.ErrorType, zapcore.StringerType, zapcore.ReflectType,
 			zapcore.ObjectMarshalerType, zapcore.ArrayMarshalerType, zapcore.InlineMarshalerType:
 			m := zapcore.NewMapObjectEncoder()
 			f.AddTo(m) // records failures as key+"Error", as zap does
+			expanded = []zapcore.Field{}
 			for _, k := range slices.Sorted(maps.Keys(m.Fields)) {
-				out = append(out, redactKey(redactValue(k, m.Fields[k])))
+				expanded = append(expanded, redactKey(redactValue(k, m.Fields[k])))
 			}
-			continue
-		case zapcore.NamespaceType, zapcore.SkipType:
-			out = append(out, f)
-			continue
+			changed = true
 		}
-		out = append(out, redactKey(f))
+		if expanded == nil && f.Type != zapcore.NamespaceType && f.Type != zapcore.SkipType && secretKey(f.Key) {
+			f, changed = zap.String(f.Key, redacted), true
+		}
+		if changed && out == nil {
+			out = append(make([]zapcore.Field, 0, len(fs)+len(expanded)), fs[:i]...)
+		}
+		switch {
+		case expanded != nil:
+			out = append(out, expanded...)
+		case out != nil:
+			out = append(out, f)
+		}
+	}
+	if out == nil {
+		return fs
 	}
 	return out
 }
 
+func secretKey(k string) bool {
+	if len(k) < minSecretKey || len(k) > maxSecretKey {
+		return false // most keys: no comparison at all
+	}
+	return slices.ContainsFunc(secretKeys, func(s string) bool { return strings.EqualFold(s, k) })
+}
+
+// The shortest and longest of secretKeys.
+const minSecretKey, maxSecretKey = len("password"), len("sharedaccesssignature")
+
 // redactKey redacts the whole value of a field named like a secret.
 func redactKey(f zapcore.Field) zapcore.Field {
-	if slices.Contains(secretKeys, strings.ToLower(f.Key)) {
+	if secretKey(f.Key) {
 		return zap.String(f.Key, redacted)
 	}
 	return f

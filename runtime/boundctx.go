@@ -1,0 +1,75 @@
+package runtime
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// boundCtx is a worker's reusable context for settling its messages: a
+// deadline some time after start, without the allocations and timer
+// insertion of a context.WithTimeout per message (a tenth of the host's
+// cost per message with an in-process queue). The worker makes one call
+// with it at a time, and drivers do not keep a call's context once it has
+// returned, so reusing it is safe.
+type boundCtx struct {
+	mu       sync.Mutex
+	deadline time.Time
+	done     chan struct{}
+	err      error
+	t        *time.Timer
+}
+
+var _ context.Context = (*boundCtx)(nil)
+
+func newBoundCtx() *boundCtx {
+	c := &boundCtx{done: make(chan struct{})}
+	c.t = time.AfterFunc(time.Hour, c.expire)
+	c.t.Stop()
+	return c
+}
+
+// start arms the context for a call that may take up to d.
+func (c *boundCtx) start(d time.Duration) context.Context {
+	c.mu.Lock()
+	if c.err != nil {
+		c.done, c.err = make(chan struct{}), nil
+	}
+	c.deadline = time.Now().Add(d)
+	c.mu.Unlock()
+	c.t.Reset(d)
+	return c
+}
+
+// stop ends the call.
+func (c *boundCtx) stop() { c.t.Stop() }
+
+func (c *boundCtx) expire() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	// A timer of an earlier call that fired as it ended is stale.
+	if c.err == nil && !time.Now().Before(c.deadline) {
+		c.err = context.DeadlineExceeded
+		close(c.done)
+	}
+}
+
+func (c *boundCtx) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline, true
+}
+
+func (c *boundCtx) Done() <-chan struct{} {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.done
+}
+
+func (c *boundCtx) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (c *boundCtx) Value(any) any { return nil }
