@@ -17,6 +17,7 @@ import (
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/jetstream/jstest"
+	"github.com/jobhost/jobhost/triggers/memqueue/memqueuetest"
 	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
@@ -28,6 +29,7 @@ func backends() map[string]func(t *testing.T) drivertest.Harness {
 		"azurite":        func(t *testing.T) drivertest.Harness { return azuritetest.Shared(t).Harness() },
 		"jetstream":      func(t *testing.T) drivertest.Harness { return jstest.NewHarness(t) },
 		"mem":            func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
+		"memqueue":       func(t *testing.T) drivertest.Harness { return memqueuetest.Harness() },
 		"rabbit-quorum":  func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, true) },
 		"rabbit-classic": func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, false) },
 		// Service Bus has no emulator: a fake at the azservicebus boundary.

@@ -11,6 +11,7 @@ import (
 
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/jetstream"
+	"github.com/jobhost/jobhost/triggers/memqueue"
 	"github.com/jobhost/jobhost/triggers/pubsub"
 	"github.com/jobhost/jobhost/triggers/rabbitmq"
 	"github.com/jobhost/jobhost/triggers/servicebus"
@@ -28,6 +29,7 @@ func init() {
 	schemes[rabbitmq.Scheme] = rabbitmq.OpenURL
 	schemes["azuresb"] = servicebus.OpenURL
 	schemes["nats"] = jetstream.OpenURL
+	schemes[memqueue.Scheme] = memqueue.OpenURL
 }
 
 // RegisterScheme makes URL triggers with scheme open through open,

@@ -25,6 +25,7 @@ import (
 	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
+	"github.com/jobhost/jobhost/triggers/memqueue"
 )
 
 // Exit statuses.
@@ -358,6 +359,10 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 	if strings.Contains(name, "://") {
 		if u, err = url.Parse(name); err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: not a valid URL\n", c.name)
+			return nil, false
+		}
+		if u.Scheme == "mem" || u.Scheme == memqueue.Scheme {
+			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %s:// queues live inside one process; the CLI, another process, cannot reach them (send from the worker itself)\n", c.name, u.Scheme)
 			return nil, false
 		}
 	} else if name = strings.ToLower(name); azurequeue.ValidateQueueName(name) != nil {

@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
+	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 )
 
 func TestMain(m *testing.M) { azuritetest.Main(m) }
@@ -227,29 +227,20 @@ func TestRunProcessesAndStops(t *testing.T) {
 // send works on a subscription URL through the driver's Publisher, and the
 // host picks the message up from that broker.
 func TestSendToURLTrigger(t *testing.T) {
+	serverURL := rabbittest.Require(t)
+	queue := rabbittest.DeclareQueue(t, false, nil)
 	got := make(chan order, 1)
 	reg := &functions.Registry{}
 	functions.Add(reg, "ProcessOrder", functions.SubscriptionTrigger("%OrdersSubscription%"),
 		func(ctx context.Context, o order, msg *triggers.Message) error { got <- o; return nil })
-	// mem:// topics live for the process: a fresh one per run.
-	topic := fmt.Sprintf("cli-orders-%d", time.Now().UnixNano())
-	env := []string{"OrdersSubscription=mem://" + topic}
+	env := []string{"RABBIT_SERVER_URL=" + serverURL, "OrdersSubscription=rabbit://" + queue}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan int, 1)
-	logs := &watchWriter{want: "host started", seen: make(chan struct{})}
 	go func() {
-		done <- Run(ctx, Env{Args: []string{"run"}, Stdout: &bytes.Buffer{}, Stderr: logs, Environ: env, Registry: reg})
+		done <- Run(ctx, Env{Args: []string{"run"}, Stdout: &bytes.Buffer{}, Stderr: &bytes.Buffer{}, Environ: env, Registry: reg})
 	}()
-	// mem:// topics live in this process: send once the host subscribed.
-	select {
-	case <-logs.seen:
-	case code := <-done:
-		t.Fatalf("run exited %d", code)
-	case <-time.After(10 * time.Second):
-		t.Fatal("host did not start")
-	}
 	code, out, errs := run(t, t.TempDir(), reg, env, "send", "--queue", "%OrdersSubscription%", "--json", `{"id": 9}`)
-	if code != ExitOK || !strings.Contains(out, "mem://"+topic) || !strings.Contains(out, "none") {
+	if code != ExitOK || !strings.Contains(out, "rabbit://"+queue) || !strings.Contains(out, "none") {
 		t.Fatalf("send exit %d: %s %s", code, out, errs)
 	}
 	select {
@@ -257,6 +248,8 @@ func TestSendToURLTrigger(t *testing.T) {
 		if o.ID != 9 {
 			t.Errorf("got %+v", o)
 		}
+	case code := <-done:
+		t.Fatalf("run exited %d", code)
 	case <-time.After(20 * time.Second):
 		t.Fatal("not processed")
 	}
@@ -264,6 +257,17 @@ func TestSendToURLTrigger(t *testing.T) {
 	<-done
 	if code, _, errs := run(t, t.TempDir(), reg, env, "peek", "--queue", "%OrdersSubscription%"); code != ExitUsage || !strings.Contains(errs, "Storage Queues only") {
 		t.Errorf("peek on a URL: exit %d %s", code, errs)
+	}
+}
+
+// TestSendInProcessRefused: mem:// and memqueue:// queues live inside one
+// process, so a send from the CLI could only be lost; it is refused.
+func TestSendInProcessRefused(t *testing.T) {
+	for _, u := range []string{"mem://orders", "memqueue://orders"} {
+		code, _, errs := run(t, t.TempDir(), &functions.Registry{}, nil, "send", "--queue", u, "--json", `{"id": 9}`)
+		if code != ExitUsage || !strings.Contains(errs, "inside one process") {
+			t.Errorf("send to %s: exit %d, %q; want a usage error saying the queue is in-process", u, code, errs)
+		}
 	}
 }
 

@@ -42,7 +42,7 @@ function's trigger): a Storage Queue name or a subscription URL, and may use
   %[1]s poison purge --queue Q [--yes] [--output table|json]
       delete every poison message; asks first unless --yes.
 
-Other schemes (azuresb://, mem://, awssqs://, gcppubsub://, kafka://) are not
+Other schemes (azuresb://, memqueue://, mem://, awssqs://, gcppubsub://, kafka://) are not
 supported: use the broker's own tools.
 `
 

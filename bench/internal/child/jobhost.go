@@ -13,6 +13,7 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/memqueue"
 	"github.com/jobhost/jobhost/triggers/pubsub"
 
 	"github.com/jobhost/jobhost/bench/internal/proto"
@@ -71,6 +72,13 @@ func (j *jobhost) prepare(ctx context.Context) error {
 				Name: "bench", PoisonName: "bench-poison",
 				Owned: []interface{ Shutdown(context.Context) error }{j.memSub, j.memTopic, j.memPoison},
 			}), nil
+		}
+	case proto.JobhostMemQueue:
+		// The queue a memqueue://bench trigger reads, pre-filled here.
+		trigger = functions.SubscriptionTrigger("memqueue://bench")
+		q := memqueue.Default.Queue("bench")
+		for i := range s.Prefill {
+			q.Send(workload.Body(i, time.Time{}), nil)
 		}
 	default:
 		return fmt.Errorf("jobhost: unknown system %q", s.System)

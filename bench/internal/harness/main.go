@@ -51,7 +51,7 @@ type counts struct {
 // on NATS, since the driver pulls ahead, 8/8 and 1/15 beat 16/0 (which
 // waits for the slowest acknowledgement of each batch), and 8/8 is the
 // WebJobs shape (threshold = batchSize/2).
-var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "rabbit": {4, 12}, "nats": {8, 8}}
+var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue": {8, 8}, "rabbit": {4, 12}, "nats": {8, 8}}
 
 var (
 	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000}
@@ -82,7 +82,7 @@ func Main(args []string) int {
 			k, v, _ := strings.Cut(kv, "=")
 			broker = strings.TrimSpace(k)
 			if _, err := fmt.Sscanf(v, "%d/%d", &bs, &th); err != nil || b.bt[broker] == [2]int{} {
-				fmt.Fprintf(os.Stderr, "bench: -jobhost %q: want broker=batch/threshold with broker one of azure, mem, rabbit, nats\n", kv)
+				fmt.Fprintf(os.Stderr, "bench: -jobhost %q: want broker=batch/threshold with broker one of azure, mem, memqueue, rabbit, nats\n", kv)
 				return 2
 			}
 			b.bt[broker] = [2]int{bs, th}

@@ -53,7 +53,7 @@ type Row struct {
 type Ratio struct {
 	What   string  `json:"what"`
 	Value  float64 `json:"value"`
-	Target float64 `json:"target"`
+	Target float64 `json:"target"` // 0: for reference, no target
 	Met    bool    `json:"met"`
 }
 
@@ -250,6 +250,10 @@ func printScenario(w io.Writer, s *Scenario) {
 		}
 	}
 	for _, rt := range s.Ratios {
+		if rt.Target == 0 { // for reference: no target
+			fmt.Fprintf(w, "- ratio %s: %.2f× (for reference)\n", rt.What, rt.Value)
+			continue
+		}
 		met := "MET"
 		if !rt.Met {
 			met = "NOT MET"

@@ -169,18 +169,22 @@ func (b *bench) scenarioMemory() []*Scenario {
 	cases := []struct {
 		system, label, logLevel string
 	}{
-		{proto.JobhostMem, "jobhost (mem:// driver, batchSize 16, newBatchThreshold 15)", ""},
-		{proto.JobhostMem, "jobhost, Function logs at Warning (no completion line; for reference)", "Warning"},
+		{proto.JobhostMemQueue, fmt.Sprintf("jobhost (memqueue://, its in-process queue, batchSize %d, newBatchThreshold %d)", b.bt["memqueue"][0], b.bt["memqueue"][1]), ""},
+		{proto.JobhostMemQueue, "jobhost memqueue://, Function logs at Warning (no completion line; for reference)", "Warning"},
+		{proto.JobhostMem, "jobhost (mem://, over gocloud mempubsub, batchSize 16, newBatchThreshold 15)", ""},
 		{proto.WatermillGoChan, "Watermill router over GoChannel (16 handlers × 16 topics)", ""},
 		{proto.GocloudMem, "plain gocloud mempubsub Receive loop (16 goroutines)", ""},
 		{proto.BareDecode, "bare decode loop, no messaging (floor)", ""},
 	}
 	for _, c := range cases {
 		spec := proto.Spec{System: c.system, Concurrency: conc}
-		if c.system == proto.JobhostMem {
+		switch c.system {
+		case proto.JobhostMem:
 			spec = b.jobhostSpec(c.system, "mem")
-			spec.LogLevel = c.logLevel
+		case proto.JobhostMemQueue:
+			spec = b.jobhostSpec(c.system, "memqueue")
 		}
+		spec.LogLevel = c.logLevel
 		spec.Prefill = n
 		key := c.system
 		if c.logLevel != "" {
@@ -191,7 +195,8 @@ func (b *bench) scenarioMemory() []*Scenario {
 	}
 	var rows map[string]*Row
 	s.Rows, rows = b.rounds(runs)
-	ratio(s, "jobhost / Watermill GoChannel (msg/s)", rows[proto.JobhostMem], rows[proto.WatermillGoChan], 2)
+	ratio(s, "jobhost memqueue:// / Watermill GoChannel (msg/s)", rows[proto.JobhostMemQueue], rows[proto.WatermillGoChan], 2)
+	ratio(s, "jobhost mem:// (gocloud) / Watermill GoChannel (msg/s)", rows[proto.JobhostMem], rows[proto.WatermillGoChan], 0)
 	s.Notes = append(s.Notes, "CPU total (pre-fill included) is in the JSON; CPU s/1k covers only the measured window.")
 	return []*Scenario{s}
 }

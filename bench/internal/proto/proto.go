@@ -32,6 +32,7 @@ const (
 	JobhostAzure    = "jobhost-azure"    // runtime over the real azurequeue driver
 	PlainAzqueue    = "azqueue-loop"     // plain azqueue dequeue/delete loop
 	JobhostMem      = "jobhost-mem"      // runtime over the mem:// (gocloud mempubsub) driver
+	JobhostMemQueue = "jobhost-memqueue" // runtime over jobhost's own in-process queue (memqueue://)
 	WatermillGoChan = "watermill-gochan" // Watermill router over GoChannel
 	GocloudMem      = "gocloud-mem"      // plain mempubsub Receive loop
 	BareDecode      = "bare-decode"      // decode only: the floor

@@ -1,0 +1,439 @@
+// Package memqueue is jobhost's in-process queue and its trigger driver,
+// URL scheme memqueue:// (memqueue://orders). It has the semantics of a
+// Storage Queue without the network: leases (a received message is hidden
+// until it is settled or its lease ends), DequeueCount, delayed retries,
+// and a poison queue. Use it for tests, local runs and pipelines inside one
+// process (a function's output to memqueue://next triggers another
+// function of the same host); nothing survives the process, and another
+// process (the jobhost CLI included) cannot reach it.
+//
+// # Semantics
+//
+//   - Queues live in a Broker, created on first use by name; memqueue://
+//     URLs use Default. A queue holds messages in arrival order.
+//   - Receive returns up to max visible messages in order, each hidden for
+//     its lease, with DequeueCount one more than before. When none is
+//     visible it waits up to ReceiveWait (1 s) for one (the driver is a
+//     triggers.Waiter), then returns none.
+//   - A lease that ends makes the message visible again; settling it after
+//     that (or a second time) returns an error wrapping ErrLeaseLost.
+//     ExtendLease moves the lease's end; Retry(delay) makes it visible after
+//     delay, behind the messages already visible.
+//   - ID is a decimal sequence number per queue; InsertionTime is when it
+//     was sent; ExpirationTime is zero (messages do not expire); Properties
+//     are copied on Send and on Receive, so no holder shares the map.
+//   - DeadLetter copies body and properties unchanged to the poison queue
+//     (default "<name>-poison") and removes the original.
+package memqueue
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"net/url"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/jobhost/jobhost/triggers"
+)
+
+// Scheme is the URL scheme of in-process queues.
+const Scheme = "memqueue"
+
+// ReceiveWait is how long Receive waits for a message when none is visible.
+const ReceiveWait = time.Second
+
+// Broker is a set of named in-process queues. Its zero value is not
+// usable; call NewBroker.
+type Broker struct {
+	mu     sync.Mutex
+	queues map[string]*Queue
+}
+
+// NewBroker returns an empty broker.
+func NewBroker() *Broker { return &Broker{queues: map[string]*Queue{}} }
+
+// Default is the broker of memqueue:// URLs.
+var Default = NewBroker()
+
+// Queue returns the named queue, creating it when missing.
+func (b *Broker) Queue(name string) *Queue {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	q, ok := b.queues[name]
+	if !ok {
+		q = &Queue{name: name}
+		b.queues[name] = q
+	}
+	return q
+}
+
+// Queue is one in-process queue. It is safe for concurrent use.
+type Queue struct {
+	name string
+
+	mu      sync.Mutex
+	seq     uint64
+	ready   []*entry // visible, in order; ready[head:] is live
+	head    int
+	hidden  hiddenHeap // leased or delayed, by the time they become visible
+	waiters int
+	arrived chan struct{} // closed when a message becomes visible and someone waits
+}
+
+// entry is one message on a queue.
+type entry struct {
+	q        *Queue
+	id       string
+	body     []byte
+	props    map[string]string
+	inserted time.Time
+	dequeues int64
+
+	until  time.Time         // hidden until then (while index >= 0)
+	index  int               // position in hidden, -1 when not hidden
+	holder *triggers.Message // the delivery holding the lease, nil when none
+}
+
+// Name returns the queue's name.
+func (q *Queue) Name() string { return q.name }
+
+// Send appends a message and returns its id. props are copied.
+func (q *Queue) Send(body []byte, props map[string]string) string {
+	e := &entry{q: q, body: body, props: copyProps(props), inserted: time.Now(), index: -1}
+	q.mu.Lock()
+	q.seq++
+	e.id = strconv.FormatUint(q.seq, 10)
+	q.ready = append(q.ready, e)
+	q.wake()
+	q.mu.Unlock()
+	return e.id
+}
+
+// Len returns how many messages the queue holds: visible, leased and
+// delayed.
+func (q *Queue) Len() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return len(q.ready) - q.head + len(q.hidden)
+}
+
+// wake tells waiting receivers that a message is visible. q.mu is held.
+func (q *Queue) wake() {
+	if q.waiters > 0 && q.arrived != nil {
+		close(q.arrived)
+		q.arrived = nil
+	}
+}
+
+// promote makes hidden messages whose time has come visible again: an
+// ended lease is lost to its holder. q.mu is held.
+func (q *Queue) promote(now time.Time) {
+	for len(q.hidden) > 0 && !q.hidden[0].until.After(now) {
+		e := heap.Pop(&q.hidden).(*entry)
+		e.holder = nil
+		q.ready = append(q.ready, e)
+	}
+}
+
+// take removes up to max visible messages and leases them. q.mu is held.
+func (q *Queue) take(max int, lease time.Duration, now time.Time, source string) []*triggers.Message {
+	n := min(max, len(q.ready)-q.head)
+	if n <= 0 {
+		return nil
+	}
+	out := make([]*triggers.Message, n)
+	msgs := make([]triggers.Message, n) // one allocation for the batch
+	for i := range n {
+		e := q.ready[q.head]
+		q.ready[q.head] = nil
+		q.head++
+		e.dequeues++
+		e.until = now.Add(lease)
+		heap.Push(&q.hidden, e)
+		m := &msgs[i]
+		*m = triggers.Message{
+			ID: e.id, Body: e.body, DequeueCount: e.dequeues, InsertionTime: e.inserted,
+			NextVisibleTime: e.until, Properties: copyProps(e.props), Source: source, DriverData: e,
+		}
+		e.holder = m
+		out[i] = m
+	}
+	if q.head == len(q.ready) {
+		q.ready, q.head = q.ready[:0], 0
+	} else if q.head > 1024 && q.head*2 > len(q.ready) {
+		q.ready, q.head = append(q.ready[:0], q.ready[q.head:]...), 0
+	}
+	return out
+}
+
+// nextWake returns how long until the first hidden message becomes
+// visible, or false when none is hidden. q.mu is held.
+func (q *Queue) nextWake(now time.Time) (time.Duration, bool) {
+	if len(q.hidden) == 0 {
+		return 0, false
+	}
+	return q.hidden[0].until.Sub(now), true
+}
+
+func copyProps(p map[string]string) map[string]string {
+	if len(p) == 0 {
+		return nil
+	}
+	return maps.Clone(p)
+}
+
+// hiddenHeap orders hidden entries by the time they become visible.
+type hiddenHeap []*entry
+
+func (h hiddenHeap) Len() int           { return len(h) }
+func (h hiddenHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
+func (h hiddenHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *hiddenHeap) Push(x any) {
+	e := x.(*entry)
+	e.index = len(*h)
+	*h = append(*h, e)
+}
+func (h *hiddenHeap) Pop() any {
+	old := *h
+	e := old[len(old)-1]
+	old[len(old)-1] = nil
+	*h = old[:len(old)-1]
+	e.index = -1
+	return e
+}
+
+// Driver is a triggers.Driver for one Queue. It is safe for concurrent use.
+type Driver struct {
+	q, poison *Queue
+	source    string
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+var (
+	_ triggers.Driver      = (*Driver)(nil)
+	_ triggers.Waiter      = (*Driver)(nil)
+	_ triggers.Publisher   = (*Driver)(nil)
+	_ triggers.OpenURLFunc = OpenURL
+)
+
+// New returns a driver for q that dead-letters to poison (nil: no poison
+// queue; DeadLetter then fails and leaves the message in place).
+func New(q, poison *Queue) *Driver {
+	return &Driver{q: q, poison: poison, source: Scheme + "://" + q.name, closed: make(chan struct{})}
+}
+
+// OpenURL opens a driver for memqueue://name on Default. The poison queue
+// is o.PoisonName or "<name>-poison". The URL takes no query parameters.
+func OpenURL(_ context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
+	name := u.Host + u.Path
+	if name == "" {
+		return nil, fmt.Errorf("memqueue: URL %q names no queue (memqueue://<name>)", u.Redacted())
+	}
+	if u.RawQuery != "" || u.User != nil {
+		return nil, fmt.Errorf("memqueue: URL %q: memqueue:// takes no user or query parameters", u.Redacted())
+	}
+	poison := o.PoisonName
+	if poison == "" {
+		poison = name + "-poison"
+	}
+	if poison == name {
+		return nil, fmt.Errorf("memqueue: URL %q: the poison queue may not be the queue itself", u.Redacted())
+	}
+	return New(Default.Queue(name), Default.Queue(poison)), nil
+}
+
+// Queue returns the driver's queue.
+func (d *Driver) Queue() *Queue { return d.q }
+
+// ReceiveWaits reports that Receive waits (up to ReceiveWait) for messages.
+func (d *Driver) ReceiveWaits() bool { return true }
+
+// PoisonDestination returns the poison queue's name, or "".
+func (d *Driver) PoisonDestination() string {
+	if d.poison == nil {
+		return ""
+	}
+	return d.poison.name
+}
+
+// Publish sends a message to the driver's queue.
+func (d *Driver) Publish(_ context.Context, body []byte, props map[string]string) (string, error) {
+	return d.q.Send(body, props), nil
+}
+
+var errClosed = errors.New("memqueue: driver is closed")
+
+// Receive returns up to max visible messages, each leased for lease,
+// waiting up to ReceiveWait for the first.
+func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*triggers.Message, error) {
+	if lease <= 0 {
+		return nil, fmt.Errorf("memqueue: receive from %s: lease %v is not positive", d.q.name, lease)
+	}
+	if max < 1 {
+		return nil, nil
+	}
+	var timer *time.Timer
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
+	deadline := time.Now().Add(ReceiveWait)
+	q := d.q
+	for {
+		select {
+		case <-d.closed:
+			return nil, errClosed
+		default:
+		}
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		now := time.Now()
+		q.mu.Lock()
+		q.promote(now)
+		if out := q.take(max, lease, now, d.source); out != nil {
+			q.mu.Unlock()
+			return out, nil
+		}
+		wait := deadline.Sub(now)
+		if w, ok := q.nextWake(now); ok && w < wait {
+			wait = w
+		}
+		if wait <= 0 {
+			q.mu.Unlock()
+			if now.Before(deadline) {
+				continue
+			}
+			return nil, nil
+		}
+		if q.arrived == nil {
+			q.arrived = make(chan struct{})
+		}
+		arrived := q.arrived
+		q.waiters++
+		q.mu.Unlock()
+		if timer == nil {
+			timer = time.NewTimer(wait)
+		} else {
+			timer.Reset(wait)
+		}
+		select {
+		case <-arrived:
+		case <-timer.C:
+		case <-ctx.Done():
+		case <-d.closed:
+		}
+		q.mu.Lock()
+		q.waiters--
+		q.mu.Unlock()
+		if !time.Now().Before(deadline) && ctx.Err() == nil {
+			// One last look, then report none.
+			q.mu.Lock()
+			q.promote(time.Now())
+			out := q.take(max, lease, time.Now(), d.source)
+			q.mu.Unlock()
+			return out, nil
+		}
+	}
+}
+
+// held returns m's entry, with q.mu locked, when m still holds its lease.
+func (d *Driver) held(m *triggers.Message, op string) (*entry, error) {
+	e, ok := m.DriverData.(*entry)
+	if !ok || e.q != d.q {
+		return nil, fmt.Errorf("memqueue: %s message %s: it was not received from %s", op, m.ID, d.source)
+	}
+	select {
+	case <-d.closed:
+		return nil, fmt.Errorf("memqueue: %s message %s: %w", op, m.ID, errClosed)
+	default:
+	}
+	d.q.mu.Lock()
+	if e.holder != m || !time.Now().Before(e.until) {
+		d.q.mu.Unlock()
+		return nil, fmt.Errorf("memqueue: %s message %s from %s: it was settled or its lease ended: %w", op, m.ID, d.source, triggers.ErrLeaseLost)
+	}
+	return e, nil
+}
+
+// Complete removes the message from the queue.
+func (d *Driver) Complete(_ context.Context, m *triggers.Message) error {
+	e, err := d.held(m, "complete")
+	if err != nil {
+		return err
+	}
+	heap.Remove(&d.q.hidden, e.index)
+	e.holder = nil
+	d.q.mu.Unlock()
+	return nil
+}
+
+// Retry makes the message visible again after delay (at once when delay
+// is not positive).
+func (d *Driver) Retry(_ context.Context, m *triggers.Message, delay time.Duration) error {
+	e, err := d.held(m, "retry")
+	if err != nil {
+		return err
+	}
+	q := d.q
+	e.holder = nil
+	if delay > 0 {
+		e.until = time.Now().Add(delay)
+		heap.Fix(&q.hidden, e.index)
+	} else {
+		heap.Remove(&q.hidden, e.index)
+		q.ready = append(q.ready, e)
+		q.wake()
+	}
+	q.mu.Unlock()
+	return nil
+}
+
+// ExtendLease keeps the message hidden for lease from now and updates
+// m.NextVisibleTime.
+func (d *Driver) ExtendLease(_ context.Context, m *triggers.Message, lease time.Duration) error {
+	if lease <= 0 {
+		return fmt.Errorf("memqueue: extend lease of message %s: lease %v is not positive", m.ID, lease)
+	}
+	e, err := d.held(m, "extend lease of")
+	if err != nil {
+		return err
+	}
+	e.until = time.Now().Add(lease)
+	heap.Fix(&d.q.hidden, e.index)
+	m.NextVisibleTime = e.until
+	d.q.mu.Unlock()
+	return nil
+}
+
+// DeadLetter copies the message to the poison queue and removes the
+// original; it returns the copy's id.
+func (d *Driver) DeadLetter(_ context.Context, m *triggers.Message, reason string) (string, error) {
+	if d.poison == nil {
+		return "", fmt.Errorf("memqueue: dead-letter message %s from %s: no poison queue (the message was left in place)", m.ID, d.source)
+	}
+	e, err := d.held(m, "dead-letter")
+	if err != nil {
+		return "", err
+	}
+	heap.Remove(&d.q.hidden, e.index)
+	e.holder = nil
+	d.q.mu.Unlock()
+	return d.poison.Send(e.body, e.props), nil
+}
+
+// Close ends the driver: Receive and settlements fail afterwards. Leased
+// messages stay hidden until their leases end.
+func (d *Driver) Close() error {
+	d.closeOnce.Do(func() { close(d.closed) })
+	return nil
+}
