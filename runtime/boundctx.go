@@ -18,6 +18,13 @@ type boundCtx struct {
 	done     chan struct{}
 	err      error
 	t        *time.Timer
+	afters   []*afterFunc // registered by contexts derived during this call
+}
+
+// afterFunc is a function to run when the call's deadline passes.
+type afterFunc struct {
+	f    func()
+	done bool // run or stopped
 }
 
 var _ context.Context = (*boundCtx)(nil)
@@ -35,6 +42,8 @@ func (c *boundCtx) start(d time.Duration) context.Context {
 	if c.err != nil {
 		c.done, c.err = make(chan struct{}), nil
 	}
+	clear(c.afters) // left by contexts of earlier calls, which have returned
+	c.afters = c.afters[:0]
 	c.deadline = time.Now().Add(d)
 	c.mu.Unlock()
 	c.t.Reset(d)
@@ -51,6 +60,37 @@ func (c *boundCtx) expire() {
 	if c.err == nil && !time.Now().Before(c.deadline) {
 		c.err = context.DeadlineExceeded
 		close(c.done)
+		for _, a := range c.afters {
+			if !a.done {
+				a.done = true
+				go a.f()
+			}
+		}
+	}
+}
+
+// AfterFunc arranges for f to run in its own goroutine when the deadline
+// passes, as context.AfterFunc does. With it, context.WithCancel and
+// WithTimeout over a boundCtx (drivers derive such contexts) register here
+// instead of starting a goroutine each to watch Done.
+func (c *boundCtx) AfterFunc(f func()) (stop func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	a := &afterFunc{f: f}
+	if c.err != nil {
+		a.done = true
+		go f()
+	} else {
+		c.afters = append(c.afters, a)
+	}
+	return func() bool {
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		if a.done {
+			return false
+		}
+		a.done = true
+		return true
 	}
 }
 
