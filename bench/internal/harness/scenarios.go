@@ -74,8 +74,13 @@ type runCase struct {
 // that no system always goes first, and keeps each case's median run (by
 // msg/s); every run's msg/s is kept in Extra["runsMsgPerSec"].
 func (b *bench) rounds(cases []runCase) (rows []*Row, byKey map[string]*Row) {
+	return b.roundsN(cases, b.reps)
+}
+
+// roundsN is rounds with reps runs per case.
+func (b *bench) roundsN(cases []runCase, reps int) (rows []*Row, byKey map[string]*Row) {
 	runs := make([][]*Row, len(cases))
-	for r := range b.reps {
+	for r := range reps {
 		for j := range cases {
 			i := (j + r) % len(cases)
 			runs[i] = append(runs[i], cases[i].run())
@@ -193,8 +198,14 @@ func (b *bench) scenarioMemory() []*Scenario {
 		spec.CPUProfile = b.profile("b", key)
 		runs = append(runs, runCase{key, func() *Row { return b.burnDown(c.label, spec, n, nil) }})
 	}
+	// In-memory runs last about a second each and vary more than the
+	// others: the full bench takes the median of at least five.
+	reps := b.reps
+	if !b.quick {
+		reps = max(reps, 5)
+	}
 	var rows map[string]*Row
-	s.Rows, rows = b.rounds(runs)
+	s.Rows, rows = b.roundsN(runs, reps)
 	ratio(s, "jobhost memqueue:// / Watermill GoChannel (msg/s)", rows[proto.JobhostMemQueue], rows[proto.WatermillGoChan], 2)
 	ratio(s, "jobhost mem:// (gocloud) / Watermill GoChannel (msg/s)", rows[proto.JobhostMem], rows[proto.WatermillGoChan], 0)
 	s.Notes = append(s.Notes, "CPU total (pre-fill included) is in the JSON; CPU s/1k covers only the measured window.")
