@@ -12,14 +12,24 @@ import (
 // cost per message with an in-process queue). The worker makes one call
 // with it at a time, and drivers do not keep a call's context once it has
 // returned, so reusing it is safe.
+//
+// Its timer stays armed while calls follow each other, checking at least
+// every checkEvery and exactly at a deadline that comes sooner, and
+// disarms itself once the context is idle: a busy worker pays no timer
+// operation per call.
 type boundCtx struct {
 	mu       sync.Mutex
 	deadline time.Time
+	active   bool // a call is under way
+	armed    bool // the timer will fire
 	done     chan struct{}
 	err      error
 	t        *time.Timer
 	afters   []*afterFunc // registered by contexts derived during this call
 }
+
+// checkEvery bounds how long an armed boundCtx timer sleeps.
+const checkEvery = time.Second
 
 // afterFunc is a function to run when the call's deadline passes.
 type afterFunc struct {
@@ -45,26 +55,42 @@ func (c *boundCtx) start(d time.Duration) context.Context {
 	clear(c.afters) // left by contexts of earlier calls, which have returned
 	c.afters = c.afters[:0]
 	c.deadline = time.Now().Add(d)
+	c.active = true
+	if !c.armed {
+		c.armed = true
+		c.t.Reset(min(d, checkEvery))
+	}
 	c.mu.Unlock()
-	c.t.Reset(d)
 	return c
 }
 
 // stop ends the call.
-func (c *boundCtx) stop() { c.t.Stop() }
+func (c *boundCtx) stop() {
+	c.mu.Lock()
+	c.active = false
+	c.mu.Unlock()
+}
 
+// expire is the timer's: it ends a call past its deadline, waits again for
+// one still running, and disarms when no call is.
 func (c *boundCtx) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	// A timer of an earlier call that fired as it ended is stale.
-	if c.err == nil && !time.Now().Before(c.deadline) {
-		c.err = context.DeadlineExceeded
-		close(c.done)
-		for _, a := range c.afters {
-			if !a.done {
-				a.done = true
-				go a.f()
-			}
+	if !c.active || c.err != nil {
+		c.armed = false
+		return
+	}
+	if left := time.Until(c.deadline); left > 0 {
+		c.t.Reset(min(left, checkEvery))
+		return
+	}
+	c.armed = false
+	c.err = context.DeadlineExceeded
+	close(c.done)
+	for _, a := range c.afters {
+		if !a.done {
+			a.done = true
+			go a.f()
 		}
 	}
 }

@@ -118,6 +118,7 @@ func (l *listener) poll(ctx context.Context) {
 	w, waits := l.drv.(triggers.Waiter)
 	waits = waits && w.ReceiveWaits()
 	defer close(l.work) // the workers finish what they hold, then end
+	rc := newBoundCtx() // each poll's context, reused
 	for {
 		// Poll again only when in-flight work is at or below the threshold.
 		for l.running() > q.NewBatchThreshold {
@@ -130,7 +131,7 @@ func (l *listener) poll(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		msgs, err := l.receive(ctx)
+		msgs, err := l.receive(rc)
 		if err != nil {
 			failing++
 			wait := bo.next()
@@ -166,9 +167,9 @@ func (l *listener) poll(ctx context.Context) {
 // receive polls once. The poll itself is not cut short by ctx, so that a
 // stop signal never loses the reply to a dequeue (which would hide its
 // messages for a whole lease).
-func (l *listener) receive(ctx context.Context) ([]*triggers.Message, error) {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
-	defer cancel()
+func (l *listener) receive(bc *boundCtx) ([]*triggers.Message, error) {
+	rctx := bc.start(time.Minute)
+	defer bc.stop()
 	return l.drv.Receive(rctx, l.fc.Queues.BatchSize, l.fc.Queues.LeaseDuration)
 }
 
@@ -383,19 +384,28 @@ func renewIn(m *triggers.Message, lease time.Duration, now time.Time) time.Durat
 
 // renewal extends the lease of the message a worker runs, halfway through
 // the lease, on a timer rather than a goroutine of its own. Each worker
-// has one, reused for every message: a timer and its callback per message
-// were four allocations and a timer-heap insertion each.
+// has one, reused for every message: its timer stays armed while messages
+// follow each other (checking at least every period, and exactly when a
+// renewal is due sooner) and disarms itself when the worker is idle, so a
+// busy worker pays no allocation or timer operation per message.
 type renewal struct {
 	l      *listener
+	period time.Duration
 	mu     sync.Mutex // held while renewing, so end waits for a renewal under way
 	t      *time.Timer
+	armed  bool
 	m      *triggers.Message // the message renewed, while active
 	start  time.Time
+	next   time.Time // when to renew m
 	active bool
 }
 
 func (l *listener) newRenewal() *renewal {
-	r := &renewal{l: l}
+	// A renewal is due half a lease (at least minRenewInterval) after
+	// begin; period is at most a quarter lease (at most a second), so an
+	// armed timer always looks in before one is due and then waits for it
+	// exactly.
+	r := &renewal{l: l, period: min(max(l.fc.Queues.LeaseDuration/4, 10*time.Millisecond), time.Second)}
 	r.t = time.AfterFunc(time.Hour, r.fire)
 	r.t.Stop()
 	return r
@@ -406,7 +416,12 @@ func (l *listener) newRenewal() *renewal {
 func (r *renewal) begin(m *triggers.Message, start time.Time) {
 	r.mu.Lock()
 	r.m, r.start, r.active = m, start, true
-	r.t.Reset(renewIn(m, r.l.fc.Queues.LeaseDuration, start))
+	d := renewIn(m, r.l.fc.Queues.LeaseDuration, start)
+	r.next = start.Add(d)
+	if !r.armed {
+		r.armed = true
+		r.t.Reset(min(d, r.period))
+	}
 	r.mu.Unlock()
 }
 
@@ -415,7 +430,6 @@ func (r *renewal) begin(m *triggers.Message, start time.Time) {
 func (r *renewal) end() {
 	r.mu.Lock()
 	r.active, r.m = false, nil
-	r.t.Stop()
 	r.mu.Unlock()
 }
 
@@ -423,13 +437,20 @@ func (r *renewal) fire() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.active {
-		return // ended while this call waited for the lock
+		r.armed = false // idle: the next begin arms it again
+		return
+	}
+	now := time.Now()
+	if now.Before(r.next) {
+		r.t.Reset(min(r.next.Sub(now), r.period))
+		return
 	}
 	l, m := r.l, r.m
 	lease, limit := l.fc.Queues.LeaseDuration, l.fc.Queues.MaxRenewal
-	if limit > 0 && time.Since(r.start) >= limit {
+	if limit > 0 && now.Sub(r.start) >= limit {
 		l.log.Warn("lease renewal stopped: the message was held for the maximum renewal duration; another worker may receive it",
 			zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
+		r.armed = false // no more renewals for this message; the next begin arms again
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
@@ -441,7 +462,10 @@ func (r *renewal) fire() {
 	} else {
 		l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
 	}
-	r.t.Reset(renewIn(m, lease, time.Now()))
+	now = time.Now()
+	d := renewIn(m, lease, now)
+	r.next = now.Add(d)
+	r.t.Reset(min(d, r.period))
 }
 
 // attempts is how many attempts a message gets: the retry policy's

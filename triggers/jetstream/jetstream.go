@@ -765,9 +765,10 @@ func (d *Driver) reply(ctx context.Context, dl *delivery, body []byte) error {
 	return err
 }
 
+// withTimeout bounds ctx by opTimeout when it has no deadline of its own.
 func withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
 	if _, ok := ctx.Deadline(); ok {
-		return context.WithCancel(ctx)
+		return ctx, func() {}
 	}
 	return context.WithTimeout(ctx, opTimeout)
 }
