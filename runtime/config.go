@@ -259,12 +259,19 @@ func nullValues(path string) []Problem {
 	walk = func(prefix string, v any) {
 		switch x := v.(type) {
 		case nil:
-			probs = append(probs, Problem{prefix, "null is not a value: remove the key to use the default"})
+			key := prefix
+			if key == "" { // the whole file is null
+				key = path
+			}
+			probs = append(probs, Problem{key, "null is not a value: remove the key to use the default"})
 		case map[string]any:
 			for k, c := range x {
 				key := k
+				if key == "" {
+					key = `""` // an empty name, shown as such
+				}
 				if prefix != "" {
-					key = prefix + "." + k
+					key = prefix + "." + key
 				}
 				walk(key, c)
 			}
