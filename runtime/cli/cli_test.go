@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -269,23 +268,4 @@ func TestSendInProcessRefused(t *testing.T) {
 			t.Errorf("send to %s: exit %d, %q; want a usage error saying the queue is in-process", u, code, errs)
 		}
 	}
-}
-
-// watchWriter collects output and closes seen when want first appears.
-type watchWriter struct {
-	mu   sync.Mutex
-	buf  bytes.Buffer
-	want string
-	seen chan struct{}
-	once sync.Once
-}
-
-func (w *watchWriter) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Write(p)
-	if strings.Contains(w.buf.String(), w.want) {
-		w.once.Do(func() { close(w.seen) })
-	}
-	return len(p), nil
 }

@@ -208,7 +208,7 @@ func (s *msgState) run() {
 				s.lost = true
 			default:
 				// Transient: try again soon, while the lock lasts.
-				left := s.lockedUntilLocked().Sub(time.Now())
+				left := time.Until(s.lockedUntilLocked())
 				retryAt = time.Now().Add(max(min(left/4, time.Second), minRenewInterval))
 			}
 			s.mu.Unlock()
