@@ -3,12 +3,13 @@ package azurequeue
 import (
 	"encoding/xml"
 	"errors"
-	"regexp"
 	"strconv"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/runtime"
+
+	"github.com/jobhost/jobhost/internal/redact"
 )
 
 // opError is the error every Driver operation returns for a failed service
@@ -75,18 +76,10 @@ func serviceMessage(re *azcore.ResponseError) string {
 	return Redact(strings.TrimSpace(msg))
 }
 
-var (
-	urlQueryRE = regexp.MustCompile(`(?i)(https?://[^\s"'<>?]*)\?[^\s"'<>]*`)
-	sigRE      = regexp.MustCompile(`(?i)((?:^|[?&;\s])(?:sig|accountkey|sharedaccesssignature)=)[^&;\s"'<>]*`)
-)
-
 // Redact removes what could be a secret from an error text: the query of
-// every URL (where a SAS lives) and any sig=, AccountKey= or
-// SharedAccessSignature= value.
-func Redact(s string) string {
-	s = urlQueryRE.ReplaceAllString(s, "$1?REDACTED")
-	return sigRE.ReplaceAllString(s, "${1}REDACTED")
-}
+// every URL (where a SAS lives), and the values of AccountKey=, sig= and the
+// other secrets internal/redact knows.
+func Redact(s string) string { return redact.All(s) }
 
 // statusCode returns the HTTP status of an azqueue error, or 0.
 func statusCode(err error) int {

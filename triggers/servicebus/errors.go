@@ -2,12 +2,12 @@ package servicebus
 
 import (
 	"errors"
-	"regexp"
 	"strings"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
 
+	"github.com/jobhost/jobhost/internal/redact"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -114,17 +114,7 @@ func amqpCondition(err error) amqp.ErrCond {
 	return ""
 }
 
-var (
-	// Key=value pairs of a connection string or SAS token that are secret.
-	secretKVRE = regexp.MustCompile(`(?i)((?:^|[;?&\s"'])(?:SharedAccessKey|SharedAccessSignature|AccountKey|sig)\s*=\s*)(?:SharedAccessSignature\s+)?[^;&\s"']*`)
-	// The query of a URL, where a SAS may live.
-	urlQueryRE = regexp.MustCompile(`(?i)((?:sb|amqps?|https?|wss?)://[^\s"'<>?]*)\?[^\s"'<>]*`)
-)
-
-// Redact removes what could be a secret from a text: the values of
-// SharedAccessKey=, SharedAccessSignature=, AccountKey= and sig=, and the
-// query of every URL.
-func Redact(s string) string {
-	s = urlQueryRE.ReplaceAllString(s, "$1?REDACTED")
-	return secretKVRE.ReplaceAllString(s, "${1}REDACTED")
-}
+// Redact removes what could be a secret from a text: the query of every
+// URL, and the values of SharedAccessKey=, SharedAccessSignature=,
+// AccountKey=, sig= and the other secrets internal/redact knows.
+func Redact(s string) string { return redact.All(s) }
