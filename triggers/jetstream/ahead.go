@@ -64,6 +64,33 @@ func (a *ahead) finish() {
 	}
 }
 
+// await waits, a.mu held, until done reports true or the request is over:
+// ended by the server, or past its end (its end status never came: a
+// reconnect drops requests). It returns ctx's error if ctx ends first.
+func (a *ahead) await(ctx context.Context, done func() bool) error {
+	for !done() && a.open {
+		left := time.Until(a.end)
+		if left <= 0 {
+			a.finish()
+			break
+		}
+		ch := a.changed
+		a.mu.Unlock()
+		t := time.NewTimer(left)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		}
+		t.Stop()
+		a.mu.Lock()
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // maybeAhead pulls ahead after Receive handed out out, when that was a full
 // batch and the server had more messages for the consumer.
 func (d *Driver) maybeAhead(out []*triggers.Message, maxMessages int, lease time.Duration) {
@@ -153,24 +180,9 @@ func (d *Driver) fromAhead(ctx context.Context, maxMessages int, lease time.Dura
 		a.mu.Unlock()
 		return nil, false, nil
 	}
-	for len(a.msgs) == 0 && a.open {
-		left := time.Until(a.end)
-		if left <= 0 {
-			a.finish() // its end status never came (a reconnect drops requests)
-			break
-		}
-		ch := a.changed
+	if err := a.await(ctx, func() bool { return len(a.msgs) > 0 }); err != nil {
 		a.mu.Unlock()
-		t := time.NewTimer(left)
-		select {
-		case <-ch:
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			return nil, true, ctx.Err() // what arrives later waits for the next Receive
-		}
-		t.Stop()
-		a.mu.Lock()
+		return nil, true, err // what arrives later waits for the next Receive
 	}
 	k := min(len(a.msgs), maxMessages)
 	taken := a.msgs[:k:k]
@@ -220,21 +232,7 @@ func (d *Driver) giveBack(m *triggers.Message) {
 func (d *Driver) closeAhead() {
 	a := &d.ah
 	a.mu.Lock()
-	for a.open {
-		left := time.Until(a.end)
-		if left <= 0 {
-			break
-		}
-		ch := a.changed
-		a.mu.Unlock()
-		t := time.NewTimer(left)
-		select {
-		case <-ch:
-		case <-t.C:
-		}
-		t.Stop()
-		a.mu.Lock()
-	}
+	_ = a.await(context.Background(), func() bool { return false })
 	a.closed = true
 	a.finish()
 	waiting := a.msgs
