@@ -13,18 +13,15 @@ import (
 // with it at a time, and drivers do not keep a call's context once it has
 // returned, so reusing it is safe.
 //
-// Its timer stays armed while calls follow each other, checking at least
-// every checkEvery and exactly at a deadline that comes sooner, and
-// disarms itself once the context is idle: a busy worker pays no timer
-// operation per call.
+// Its deadline is timed by a busyTimer that looks in at least every
+// checkEvery: a busy worker pays no timer operation per call.
 type boundCtx struct {
 	mu       sync.Mutex
 	deadline time.Time
 	active   bool // a call is under way
-	armed    bool // the timer will fire
 	done     chan struct{}
 	err      error
-	t        *time.Timer
+	timer    busyTimer
 	afters   []*afterFunc // registered by contexts derived during this call
 }
 
@@ -41,8 +38,7 @@ var _ context.Context = (*boundCtx)(nil)
 
 func newBoundCtx() *boundCtx {
 	c := &boundCtx{done: make(chan struct{})}
-	c.t = time.AfterFunc(time.Hour, c.expire)
-	c.t.Stop()
+	c.timer = newBusyTimer(checkEvery, c.expire)
 	return c
 }
 
@@ -56,10 +52,7 @@ func (c *boundCtx) start(d time.Duration) context.Context {
 	c.afters = c.afters[:0]
 	c.deadline = time.Now().Add(d)
 	c.active = true
-	if !c.armed {
-		c.armed = true
-		c.t.Reset(min(d, checkEvery))
-	}
+	c.timer.arm(d)
 	c.mu.Unlock()
 	return c
 }
@@ -77,14 +70,13 @@ func (c *boundCtx) expire() {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if !c.active || c.err != nil {
-		c.armed = false
+		c.timer.disarm()
 		return
 	}
-	if left := time.Until(c.deadline); left > 0 {
-		c.t.Reset(min(left, checkEvery))
+	if !c.timer.due(c.deadline) {
 		return
 	}
-	c.armed = false
+	c.timer.disarm()
 	c.err = context.DeadlineExceeded
 	close(c.done)
 	for _, a := range c.afters {

@@ -384,16 +384,12 @@ func renewIn(m *triggers.Message, lease time.Duration, now time.Time) time.Durat
 
 // renewal extends the lease of the message a worker runs, halfway through
 // the lease, on a timer rather than a goroutine of its own. Each worker
-// has one, reused for every message: its timer stays armed while messages
-// follow each other (checking at least every period, and exactly when a
-// renewal is due sooner) and disarms itself when the worker is idle, so a
-// busy worker pays no allocation or timer operation per message.
+// has one, reused for every message and timed by a busyTimer, so a busy
+// worker pays no allocation or timer operation per message.
 type renewal struct {
 	l      *listener
-	period time.Duration
 	mu     sync.Mutex // held while renewing, so end waits for a renewal under way
-	t      *time.Timer
-	armed  bool
+	timer  busyTimer
 	m      *triggers.Message // the message renewed, while active
 	start  time.Time
 	next   time.Time // when to renew m
@@ -402,12 +398,11 @@ type renewal struct {
 
 func (l *listener) newRenewal() *renewal {
 	// A renewal is due half a lease (at least minRenewInterval) after
-	// begin; period is at most a quarter lease (at most a second), so an
-	// armed timer always looks in before one is due and then waits for it
-	// exactly.
-	r := &renewal{l: l, period: min(max(l.fc.Queues.LeaseDuration/4, 10*time.Millisecond), time.Second)}
-	r.t = time.AfterFunc(time.Hour, r.fire)
-	r.t.Stop()
+	// begin; the timer's period is at most a quarter lease (at most a
+	// second), so an armed timer always looks in before one is due and
+	// then waits for it exactly.
+	r := &renewal{l: l}
+	r.timer = newBusyTimer(min(max(l.fc.Queues.LeaseDuration/4, 10*time.Millisecond), time.Second), r.fire)
 	return r
 }
 
@@ -418,10 +413,7 @@ func (r *renewal) begin(m *triggers.Message, start time.Time) {
 	r.m, r.start, r.active = m, start, true
 	d := renewIn(m, r.l.fc.Queues.LeaseDuration, start)
 	r.next = start.Add(d)
-	if !r.armed {
-		r.armed = true
-		r.t.Reset(min(d, r.period))
-	}
+	r.timer.arm(d)
 	r.mu.Unlock()
 }
 
@@ -437,20 +429,19 @@ func (r *renewal) fire() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.active {
-		r.armed = false // idle: the next begin arms it again
+		r.timer.disarm() // idle: the next begin arms it again
+		return
+	}
+	if !r.timer.due(r.next) {
 		return
 	}
 	now := time.Now()
-	if now.Before(r.next) {
-		r.t.Reset(min(r.next.Sub(now), r.period))
-		return
-	}
 	l, m := r.l, r.m
 	lease, limit := l.fc.Queues.LeaseDuration, l.fc.Queues.MaxRenewal
 	if limit > 0 && now.Sub(r.start) >= limit {
 		l.log.Warn("lease renewal stopped: the message was held for the maximum renewal duration; another worker may receive it",
 			zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
-		r.armed = false // no more renewals for this message; the next begin arms again
+		r.timer.disarm() // no more renewals for this message; the next begin arms again
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
@@ -465,7 +456,7 @@ func (r *renewal) fire() {
 	now = time.Now()
 	d := renewIn(m, lease, now)
 	r.next = now.Add(d)
-	r.t.Reset(min(d, r.period))
+	r.timer.wait(d)
 }
 
 // attempts is how many attempts a message gets: the retry policy's
