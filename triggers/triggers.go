@@ -64,6 +64,10 @@ type Driver interface {
 	// for lease. It returns promptly with an empty slice and a nil error when
 	// none are available; it does not long-poll for longer than a few seconds.
 	// When the queue does not exist it returns an error wrapping ErrNotFound.
+	// When ctx ends while it waits it returns promptly, with what it holds
+	// (possibly nothing) or ctx's error; a message it took from the broker
+	// but did not return is given back at once, never left hidden for a
+	// lease.
 	Receive(ctx context.Context, max int, lease time.Duration) ([]*Message, error)
 
 	// Complete removes a successfully processed message from the queue.
@@ -91,6 +95,8 @@ type Driver interface {
 	PoisonDestination() string
 
 	// Close releases the driver's resources. It does not settle messages.
+	// It is idempotent; after it, every other method returns an error
+	// wrapping ErrClosed promptly.
 	Close() error
 }
 
@@ -99,6 +105,9 @@ var (
 	ErrNotFound = errors.New("queue not found")
 	// ErrLeaseLost means the message is no longer held by this receiver.
 	ErrLeaseLost = errors.New("message lease lost")
+	// ErrClosed means the driver, publisher or poison administration was
+	// closed.
+	ErrClosed = errors.New("closed")
 )
 
 // OpenOptions are what the runtime gives a driver package's OpenURL.
@@ -145,10 +154,15 @@ func LookupSetting(lookup func(string) (string, bool), names ...string) (string,
 	return "", false
 }
 
-// Publisher is implemented by drivers that can put a message on their own
-// source queue, subject or topic (the CLI's send uses it).
+// Publisher puts messages on one queue, subject or topic. Drivers that can
+// publish to their own source implement it (Close is the driver's); a
+// Scheme's Publisher opener returns one on its own.
 type Publisher interface {
 	// Publish sends body with props (where the broker has properties) and
-	// returns the new message's id when the broker gives one.
+	// returns the new message's id when the broker gives one. It returns
+	// once the broker has accepted the message. The publisher does not keep
+	// body or props after it returns.
 	Publish(ctx context.Context, body []byte, props map[string]string) (id string, err error)
+	// Close releases the publisher; it is idempotent.
+	Close() error
 }

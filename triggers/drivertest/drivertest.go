@@ -48,6 +48,13 @@ type Queue struct {
 	// would open it. Nil when the old driver, left open, sees unsettled
 	// messages again once their lease or ack deadline ends.
 	Reopen func(ctx context.Context) (triggers.Driver, error)
+	// OpenPublisher opens a publisher to the driver's queue through the
+	// driver package's publisher opener (the one it registers). Nil when the
+	// driver cannot publish.
+	OpenPublisher func(ctx context.Context) (triggers.Publisher, error)
+	// OpenPoison opens the poison administration of the driver's queue
+	// through the driver package's opener. Nil when the driver has none.
+	OpenPoison func(ctx context.Context) (triggers.PoisonAdmin, error)
 	// Capabilities says what the broker supports.
 	Capabilities Capabilities
 }
@@ -100,6 +107,10 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"LeaseLostToOtherReceiver", testLeaseLostToOtherReceiver},
 		{"DeadLetter", testDeadLetter},
 		{"MissingQueue", testMissingQueue},
+		{"ReceiveCancelled", testReceiveCancelled},
+		{"AfterClose", testAfterClose},
+		{"Publisher", testPublisher},
+		{"PoisonAdmin", testPoisonAdmin},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
