@@ -4,7 +4,8 @@
 // stored (base64 decoding, where configured, is the runtime's job).
 //
 // Connections are resolved from app settings the way Azure Functions does
-// it; see [NewServiceClient].
+// it; see [NewServiceClient]. [OpenPoison] administers a queue's poison
+// queue (list, requeue, purge).
 package azurequeue
 
 import (
@@ -60,9 +61,14 @@ type Driver struct {
 	poison      *azqueue.QueueClient // nil when poisonName is ""
 	poisonMu    sync.Mutex           // serialises poison queue creation
 	poisonReady atomic.Bool          // the poison queue is known to exist
+
+	closed atomic.Bool
 }
 
-var _ triggers.Driver = (*Driver)(nil)
+var (
+	_ triggers.Driver    = (*Driver)(nil)
+	_ triggers.Publisher = (*Driver)(nil)
+)
 
 // messageData is the Driver's private data on a received message.
 type messageData struct {
@@ -106,14 +112,32 @@ func (d *Driver) Name() string { return d.name }
 // PoisonDestination returns the poison queue's name, or "" when there is none.
 func (d *Driver) PoisonDestination() string { return d.poisonName }
 
-// Close does nothing: the driver holds no resources beyond the shared client.
-func (d *Driver) Close() error { return nil }
+// Close marks the driver closed: every other method then fails with an
+// error wrapping triggers.ErrClosed (calls already made run to their end).
+// It releases nothing else (the service client is shared) and is
+// idempotent.
+func (d *Driver) Close() error {
+	d.closed.Store(true)
+	return nil
+}
+
+// usable returns why the driver cannot be used: it is closed, or its queue
+// name is invalid.
+func (d *Driver) usable() error {
+	if d.closed.Load() {
+		return fmt.Errorf("azurequeue: queue %q: driver %w", d.name, triggers.ErrClosed)
+	}
+	return d.nameErr
+}
 
 // Receive dequeues up to max messages (clamped to 1..32), hiding each for
 // lease (rounded up to whole seconds, at least 1 s, at most 7 days).
 func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Duration) ([]*triggers.Message, error) {
-	if d.nameErr != nil {
-		return nil, d.nameErr
+	if err := d.usable(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
 	opts := &azqueue.DequeueMessagesOptions{
 		NumberOfMessages:  to.Ptr(int32(min(MaxBatch, max(1, maxMessages)))),
@@ -224,8 +248,8 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 // Send enqueues text unchanged (no base64 encoding) and returns the new
 // message's id. With Options.CreateIfMissing it creates a missing queue.
 func (d *Driver) Send(ctx context.Context, text string) (id string, err error) {
-	if d.nameErr != nil {
-		return "", d.nameErr
+	if err := d.usable(); err != nil {
+		return "", err
 	}
 	resp, err := d.q.EnqueueMessage(ctx, text, nil)
 	if err != nil && d.opts.CreateIfMissing && queueerror.HasCode(err, queueerror.QueueNotFound) {
@@ -246,8 +270,8 @@ func (d *Driver) Send(ctx context.Context, text string) (id string, err error) {
 // Peek returns up to n (clamped to 1..32) visible messages without
 // dequeuing them. They have no pop receipt, so they cannot be settled.
 func (d *Driver) Peek(ctx context.Context, n int) ([]*triggers.Message, error) {
-	if d.nameErr != nil {
-		return nil, d.nameErr
+	if err := d.usable(); err != nil {
+		return nil, err
 	}
 	resp, err := d.q.PeekMessages(ctx, &azqueue.PeekMessagesOptions{NumberOfMessages: to.Ptr(int32(min(MaxBatch, max(1, n))))})
 	if err != nil {
@@ -273,8 +297,8 @@ func (d *Driver) Peek(ctx context.Context, n int) ([]*triggers.Message, error) {
 // ApproximateCount returns the service's approximate number of messages in
 // the queue, visible or not.
 func (d *Driver) ApproximateCount(ctx context.Context) (int, error) {
-	if d.nameErr != nil {
-		return 0, d.nameErr
+	if err := d.usable(); err != nil {
+		return 0, err
 	}
 	resp, err := d.q.GetProperties(ctx, nil)
 	if err != nil {
@@ -285,8 +309,8 @@ func (d *Driver) ApproximateCount(ctx context.Context) (int, error) {
 
 // Create creates the queue; it succeeds when the queue already exists.
 func (d *Driver) Create(ctx context.Context) error {
-	if d.nameErr != nil {
-		return d.nameErr
+	if err := d.usable(); err != nil {
+		return err
 	}
 	if _, err := d.q.Create(ctx, nil); err != nil && !queueerror.HasCode(err, queueerror.QueueAlreadyExists) {
 		return &opError{op: fmt.Sprintf("create queue %q", d.name), err: err}
@@ -330,8 +354,8 @@ func (d *Driver) update(ctx context.Context, op string, m *triggers.Message, vis
 
 // check rejects messages this driver cannot settle.
 func (d *Driver) check(m *triggers.Message) error {
-	if d.nameErr != nil {
-		return d.nameErr
+	if err := d.usable(); err != nil {
+		return err
 	}
 	if m == nil {
 		return errors.New("azurequeue: nil message")

@@ -20,16 +20,25 @@
 //     ExtendLease moves the lease's end; Retry(delay) makes it visible after
 //     delay, behind the messages already visible.
 //   - ID is a decimal sequence number per queue; InsertionTime is when it
-//     was sent; ExpirationTime is zero (messages do not expire); Properties
-//     are copied on Send and on Receive, so no holder shares the map.
+//     was sent; ExpirationTime is zero (messages do not expire).
+//   - The queue owns what it stores: Send and Publish copy the body and the
+//     properties, and every delivery (and every poison copy) gets its own,
+//     so no caller or holder shares bytes or maps with another.
 //   - DeadLetter copies body and properties unchanged to the poison queue
-//     (default "<name>-poison") and removes the original.
+//     (default "<name>-poison"), recording reason and the DequeueCount, and
+//     removes the original. [OpenPoisonURL] administers the poison queue.
+//   - Close is idempotent; afterwards every method of a Driver, publisher
+//     or poison administration returns an error wrapping
+//     triggers.ErrClosed.
+//
+// The package registers scheme memqueue with package triggers when
+// imported.
 package memqueue
 
 import (
+	"bytes"
 	"container/heap"
 	"context"
-	"errors"
 	"fmt"
 	"maps"
 	"net/url"
@@ -93,6 +102,11 @@ type entry struct {
 	inserted time.Time
 	dequeues int64
 
+	// On a poison queue: why the message was dead-lettered and its
+	// DequeueCount then.
+	reason     string
+	deliveries int64
+
 	until  time.Time         // hidden until then (while index >= 0)
 	index  int               // position in hidden, -1 when not hidden
 	holder *triggers.Message // the delivery holding the lease, nil when none
@@ -101,9 +115,16 @@ type entry struct {
 // Name returns the queue's name.
 func (q *Queue) Name() string { return q.name }
 
-// Send appends a message and returns its id. props are copied.
+// Send appends a message and returns its id. body and props are copied:
+// the caller may reuse them at once.
 func (q *Queue) Send(body []byte, props map[string]string) string {
-	e := &entry{q: q, body: body, props: copyProps(props), inserted: time.Now(), index: -1}
+	return q.add(&entry{body: bytes.Clone(body), props: copyProps(props)})
+}
+
+// add appends e, whose body and props the queue now owns, and returns its
+// id.
+func (q *Queue) add(e *entry) string {
+	e.q, e.inserted, e.index = q, time.Now(), -1
 	q.mu.Lock()
 	q.seq++
 	e.id = strconv.FormatUint(q.seq, 10)
@@ -147,8 +168,15 @@ func (q *Queue) take(max int, lease time.Duration, now time.Time, source string)
 	}
 	out := make([]*triggers.Message, n)
 	msgs := make([]triggers.Message, n) // one allocation for the batch
+	size := 0
+	for _, e := range q.ready[q.head : q.head+n] {
+		size += len(e.body)
+	}
+	buf := make([]byte, 0, size) // and one for the batch's bodies
 	for i := range n {
 		e := q.ready[q.head]
+		start := len(buf)
+		buf = append(buf, e.body...)
 		q.ready[q.head] = nil
 		q.head++
 		e.dequeues++
@@ -156,18 +184,23 @@ func (q *Queue) take(max int, lease time.Duration, now time.Time, source string)
 		heap.Push(&q.hidden, e)
 		m := &msgs[i]
 		*m = triggers.Message{
-			ID: e.id, Body: e.body, DequeueCount: e.dequeues, InsertionTime: e.inserted,
+			ID: e.id, Body: buf[start:len(buf):len(buf)], DequeueCount: e.dequeues, InsertionTime: e.inserted,
 			NextVisibleTime: e.until, Properties: copyProps(e.props), Source: source, DriverData: e,
 		}
 		e.holder = m
 		out[i] = m
 	}
+	q.compact()
+	return out
+}
+
+// compact reclaims the consumed front of q.ready. q.mu is held.
+func (q *Queue) compact() {
 	if q.head == len(q.ready) {
 		q.ready, q.head = q.ready[:0], 0
 	} else if q.head > 1024 && q.head*2 > len(q.ready) {
 		q.ready, q.head = append(q.ready[:0], q.ready[q.head:]...), 0
 	}
-	return out
 }
 
 // nextWake returns how long until the first hidden message becomes
@@ -232,22 +265,37 @@ func New(q, poison *Queue) *Driver {
 
 // OpenURL opens a driver for memqueue://name on Default. The poison queue
 // is o.PoisonName or "<name>-poison". The URL takes no query parameters.
-func OpenURL(_ context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
-	name := u.Host + u.Path
+func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
+	return Default.OpenURL(ctx, u, o)
+}
+
+// OpenURL opens a driver for memqueue://name on b, as the package's
+// OpenURL does on Default.
+func (b *Broker) OpenURL(_ context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
+	name, poison, err := parseURL(u, o)
+	if err != nil {
+		return nil, err
+	}
+	return New(b.Queue(name), b.Queue(poison)), nil
+}
+
+// parseURL returns the queue memqueue://name names and its poison queue.
+func parseURL(u *url.URL, o triggers.OpenOptions) (name, poison string, err error) {
+	name = u.Host + u.Path
 	if name == "" {
-		return nil, fmt.Errorf("memqueue: URL %q names no queue (memqueue://<name>)", u.Redacted())
+		return "", "", fmt.Errorf("memqueue: URL %q names no queue (memqueue://<name>)", u.Redacted())
 	}
 	if u.RawQuery != "" || u.User != nil {
-		return nil, fmt.Errorf("memqueue: URL %q: memqueue:// takes no user or query parameters", u.Redacted())
+		return "", "", fmt.Errorf("memqueue: URL %q: memqueue:// takes no user or query parameters", u.Redacted())
 	}
-	poison := o.PoisonName
+	poison = o.PoisonName
 	if poison == "" {
 		poison = name + "-poison"
 	}
 	if poison == name {
-		return nil, fmt.Errorf("memqueue: URL %q: the poison queue may not be the queue itself", u.Redacted())
+		return "", "", fmt.Errorf("memqueue: URL %q: the poison queue may not be the queue itself", u.Redacted())
 	}
-	return New(Default.Queue(name), Default.Queue(poison)), nil
+	return name, poison, nil
 }
 
 // Queue returns the driver's queue.
@@ -264,16 +312,35 @@ func (d *Driver) PoisonDestination() string {
 	return d.poison.name
 }
 
-// Publish sends a message to the driver's queue.
+// Publish sends a message to the driver's queue; body and props are
+// copied.
 func (d *Driver) Publish(_ context.Context, body []byte, props map[string]string) (string, error) {
+	if err := d.checkOpen("publish to", ""); err != nil {
+		return "", err
+	}
 	return d.q.Send(body, props), nil
 }
 
-var errClosed = errors.New("memqueue: driver is closed")
+// checkOpen returns an error wrapping triggers.ErrClosed once the driver
+// is closed; id names the message op was for, if any.
+func (d *Driver) checkOpen(op, id string) error {
+	select {
+	case <-d.closed:
+		if id != "" {
+			return fmt.Errorf("memqueue: %s message %s from %s: driver %w", op, id, d.source, triggers.ErrClosed)
+		}
+		return fmt.Errorf("memqueue: %s %s: driver %w", op, d.source, triggers.ErrClosed)
+	default:
+		return nil
+	}
+}
 
 // Receive returns up to max visible messages, each leased for lease,
 // waiting up to ReceiveWait for the first.
 func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*triggers.Message, error) {
+	if err := d.checkOpen("receive from", ""); err != nil {
+		return nil, err
+	}
 	if lease <= 0 {
 		return nil, fmt.Errorf("memqueue: receive from %s: lease %v is not positive", d.q.name, lease)
 	}
@@ -289,10 +356,8 @@ func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*
 	deadline := time.Now().Add(ReceiveWait)
 	q := d.q
 	for {
-		select {
-		case <-d.closed:
-			return nil, errClosed
-		default:
+		if err := d.checkOpen("receive from", ""); err != nil {
+			return nil, err
 		}
 		if err := ctx.Err(); err != nil {
 			return nil, err
@@ -342,14 +407,12 @@ func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*
 
 // held returns m's entry, with q.mu locked, when m still holds its lease.
 func (d *Driver) held(m *triggers.Message, op string) (*entry, error) {
+	if err := d.checkOpen(op, m.ID); err != nil {
+		return nil, err
+	}
 	e, ok := m.DriverData.(*entry)
 	if !ok || e.q != d.q {
 		return nil, fmt.Errorf("memqueue: %s message %s: it was not received from %s", op, m.ID, d.source)
-	}
-	select {
-	case <-d.closed:
-		return nil, fmt.Errorf("memqueue: %s message %s: %w", op, m.ID, errClosed)
-	default:
 	}
 	d.q.mu.Lock()
 	if e.holder != m || !time.Now().Before(e.until) {
@@ -395,6 +458,9 @@ func (d *Driver) Retry(_ context.Context, m *triggers.Message, delay time.Durati
 // ExtendLease keeps the message hidden for lease from now and updates
 // m.NextVisibleTime.
 func (d *Driver) ExtendLease(_ context.Context, m *triggers.Message, lease time.Duration) error {
+	if err := d.checkOpen("extend lease of", m.ID); err != nil {
+		return err
+	}
 	if lease <= 0 {
 		return fmt.Errorf("memqueue: extend lease of message %s: lease %v is not positive", m.ID, lease)
 	}
@@ -409,9 +475,12 @@ func (d *Driver) ExtendLease(_ context.Context, m *triggers.Message, lease time.
 	return nil
 }
 
-// DeadLetter copies the message to the poison queue and removes the
-// original; it returns the copy's id.
+// DeadLetter moves the message to the poison queue, recording reason and
+// its DequeueCount there, and returns the copy's id.
 func (d *Driver) DeadLetter(_ context.Context, m *triggers.Message, reason string) (string, error) {
+	if err := d.checkOpen("dead-letter", m.ID); err != nil {
+		return "", err
+	}
 	if d.poison == nil {
 		return "", fmt.Errorf("memqueue: dead-letter message %s from %s: no poison queue (the message was left in place)", m.ID, d.source)
 	}
@@ -422,11 +491,14 @@ func (d *Driver) DeadLetter(_ context.Context, m *triggers.Message, reason strin
 	heap.Remove(&d.q.hidden, e.index)
 	e.holder = nil
 	d.q.mu.Unlock()
-	return d.poison.Send(e.body, e.props), nil
+	// The queue owns e's body and props and no delivery shares them: the
+	// poison copy takes them over.
+	return d.poison.add(&entry{body: e.body, props: e.props, reason: reason, deliveries: e.dequeues}), nil
 }
 
-// Close ends the driver: Receive and settlements fail afterwards. Leased
-// messages stay hidden until their leases end.
+// Close ends the driver: every other method fails afterwards with an error
+// wrapping triggers.ErrClosed, and a waiting Receive returns at once.
+// Leased messages stay hidden until their leases end. Close is idempotent.
 func (d *Driver) Close() error {
 	d.closeOnce.Do(func() { close(d.closed) })
 	return nil

@@ -37,6 +37,13 @@ func (h harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue
 		MissingQueue: func(ctx context.Context) (triggers.Driver, error) {
 			return azurequeue.New(svc, UniqueQueueName(t), azurequeue.Options{}), nil
 		},
+		OpenPublisher: func(context.Context) (triggers.Publisher, error) {
+			// A second driver on the queue: the publisher outputs use.
+			return azurequeue.New(svc, name, azurequeue.Options{}), nil
+		},
+		OpenPoison: func(context.Context) (triggers.PoisonAdmin, error) {
+			return azurequeue.OpenPoison(svc, name)
+		},
 		Capabilities: drivertest.Capabilities{Leases: true, MinLease: time.Second},
 	}, nil
 }
