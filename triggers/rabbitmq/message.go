@@ -68,12 +68,8 @@ func (d *Driver) message(s *session, dv amqp.Delivery) *triggers.Message {
 			count++
 		}
 	}
-	id := dv.MessageId
-	if id == "" {
-		id = derivedID(dv)
-	}
 	return &triggers.Message{
-		ID:            id,
+		ID:            messageID(dv),
 		Body:          dv.Body,
 		DequeueCount:  count,
 		InsertionTime: dv.Timestamp,
@@ -94,10 +90,6 @@ func (d *Driver) copyOf(dv *delivery, forRetry bool) amqp.Publishing {
 	if forRetry {
 		delete(h, HeaderDeliveryCount)
 	}
-	id := r.MessageId
-	if id == "" {
-		id = derivedID(r)
-	}
 	p := amqp.Publishing{
 		Headers:         h,
 		ContentType:     r.ContentType,
@@ -106,7 +98,7 @@ func (d *Driver) copyOf(dv *delivery, forRetry bool) amqp.Publishing {
 		Priority:        r.Priority,
 		CorrelationId:   r.CorrelationId,
 		ReplyTo:         r.ReplyTo,
-		MessageId:       id,
+		MessageId:       messageID(r),
 		Timestamp:       r.Timestamp,
 		Type:            r.Type,
 		AppId:           r.AppId,
@@ -202,6 +194,15 @@ func decimalString(d amqp.Decimal) string {
 	return s
 }
 
+// messageID is the message-id of dv, or for a message published without
+// one its derivedID.
+func messageID(dv amqp.Delivery) string {
+	if dv.MessageId != "" {
+		return dv.MessageId
+	}
+	return derivedID(dv)
+}
+
 // derivedID is the id of a message published without message-id: see the
 // package documentation.
 func derivedID(dv amqp.Delivery) string {
@@ -247,4 +248,30 @@ func redact(s string, secrets ...string) string {
 		}
 	}
 	return userinfoRE.ReplaceAllString(s, "$1:xxxxx@")
+}
+
+func expiration(delay time.Duration) string {
+	ms := (delay + time.Millisecond - 1) / time.Millisecond
+	return fmt.Sprint(min(maxOf(int64(ms), 1), maxExpiration))
+}
+
+func truncate(s string, n int) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	if len(s) <= n {
+		return s
+	}
+	cut := n
+	for cut > 0 && !utf8RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut] + "…"
+}
+
+func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
+
+func maxOf[T int | int64 | time.Duration](a, b T) T {
+	if a > b {
+		return a
+	}
+	return b
 }

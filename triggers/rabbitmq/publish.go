@@ -2,37 +2,192 @@ package rabbitmq
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net"
+	"net/url"
+	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/jobhost/jobhost/triggers"
 )
 
-// Publish sends body to the driver's queue through the default exchange as
-// a persistent message with props as headers, and returns once the broker
-// confirmed it (triggers.Publisher). With CreateIfMissing a missing queue is
-// declared as a durable quorum queue first. It uses a connection of its own
-// with no consumer, so publishing never takes a message off the queue.
-func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
-	s, err := d.sessionIn(ctx, &d.pub, false)
-	if err != nil {
-		return "", err
+// sharedName is the connection name of the shared connections
+// (rabbitmqctl list_connections name).
+const sharedName = "jobhost publishers"
+
+// shared is the one AMQP connection that the publishers and poison
+// administrations of one server URL share. It is dialled on first use and
+// again on the first use after it died; the last release closes it.
+type shared struct {
+	key      string // the server URL: secret
+	display  string // the server URL without the password
+	password string
+	refs     int // guarded by pool.mu
+
+	mu      sync.Mutex // guards the fields below; held while dialling
+	conn    *amqp.Connection
+	netConn net.Conn // for tests that cut it
+	gone    bool     // released by its last user
+}
+
+// pool holds the shared connections by server URL.
+var pool = struct {
+	mu sync.Mutex
+	m  map[string]*shared
+}{m: map[string]*shared{}}
+
+// acquire returns the shared connection of serverURL, counting one more
+// user. It does not dial.
+func acquire(serverURL, display, password string) *shared {
+	pool.mu.Lock()
+	defer pool.mu.Unlock()
+	sc := pool.m[serverURL]
+	if sc == nil {
+		sc = &shared{key: serverURL, display: display, password: password}
+		pool.m[serverURL] = sc
 	}
-	headers := amqp.Table{}
-	for k, v := range props {
-		headers[k] = v
+	sc.refs++
+	return sc
+}
+
+// release counts one user fewer; the last closes the connection.
+func (sc *shared) release() {
+	pool.mu.Lock()
+	sc.refs--
+	last := sc.refs == 0
+	if last {
+		delete(pool.m, sc.key)
+	}
+	pool.mu.Unlock()
+	if !last {
+		return
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	sc.gone = true
+	if sc.conn != nil {
+		sc.conn.CloseDeadline(time.Now().Add(5 * time.Second))
+		sc.conn = nil
+	}
+}
+
+// get returns the live connection, dialling if there is none.
+func (sc *shared) get(ctx context.Context) (*amqp.Connection, error) {
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.gone {
+		return nil, errPubClosed
+	}
+	if sc.conn != nil && !sc.conn.IsClosed() {
+		return sc.conn, nil
+	}
+	conn, nc, err := dial(ctx, sc.key, sharedName)
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", sc.display, err)
+	}
+	sc.conn, sc.netConn = conn, nc
+	return conn, nil
+}
+
+// publisher is the triggers.Publisher of one queue.
+//
+// Its connection is the server URL's shared one, but it has a confirm-mode
+// channel of its own rather than one shared channel: a confirm channel
+// publishes one message at a time (mu is held until the broker confirms,
+// so that a basic.return is known to belong to that message), so one
+// shared channel would make every output binding of the process wait for
+// every other's round trip; and a channel-level failure (a refused
+// publish, a nack) then stays with the publisher it concerns. Channels are
+// cheap: the broker allows 2047 per connection by default.
+type publisher struct {
+	queue  string
+	create bool
+	sc     *shared
+	c      *confirmer
+	once   sync.Once
+}
+
+var _ triggers.Publisher = (*publisher)(nil)
+
+// OpenPublisherURL opens a triggers.Publisher to the queue of
+// rabbit://<queue>, parsing the URL and finding the server URL as OpenURL
+// does. Publishers on one server URL share one AMQP connection, dialled on
+// the first Publish; the last Close closes it. A publisher never consumes.
+// With o.CreateIfMissing a missing queue is declared as a durable quorum
+// queue; without it, Publish to a missing queue returns an error wrapping
+// triggers.ErrNotFound.
+func OpenPublisherURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Publisher, error) {
+	d, err := openURL(ctx, u, o) // checks the URL and the setting; holds nothing
+	if err != nil {
+		return nil, err
+	}
+	return d.newPublisher(), nil
+}
+
+func (d *Driver) newPublisher() *publisher {
+	sc := acquire(d.serverURL, d.display, d.password)
+	return &publisher{queue: d.queue, create: d.opts.CreateIfMissing, sc: sc, c: newConfirmer(sc.get)}
+}
+
+// Publish sends body to the queue through the default exchange as a
+// persistent message with a new message id and the time as timestamp, and
+// returns the id once the broker confirmed it. props["content-type"] is
+// the content type; the other props are headers.
+func (p *publisher) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	if p.c.closed.Load() {
+		return "", fmt.Errorf("rabbitmq: publish to queue %q: %w", p.queue, errPubClosed)
 	}
 	id := uuid.NewString()
-	msg := amqp.Publishing{Headers: headers, Body: body, DeliveryMode: amqp.Persistent, MessageId: id, Timestamp: time.Now()}
-	var ensure func(context.Context, *session) error
-	if d.opts.CreateIfMissing {
-		ensure = func(_ context.Context, s *session) error {
-			return s.ensureQueue(d.queue, amqp.Table{"x-queue-type": "quorum"})
+	msg := amqp.Publishing{Headers: amqp.Table{}, Body: body, DeliveryMode: amqp.Persistent, MessageId: id, Timestamp: time.Now()}
+	for k, v := range props {
+		if k == "content-type" {
+			msg.ContentType = v
+		} else {
+			msg.Headers[k] = v
 		}
 	}
-	if err := s.publish(ctx, d.queue, msg, ensure); err != nil {
-		return "", d.wrap(fmt.Errorf("rabbitmq: publish to queue %q: %w", d.queue, err))
+	var ensure func(context.Context, *confirmer) error
+	if p.create {
+		ensure = func(ctx context.Context, c *confirmer) error { return c.ensureQueue(ctx, p.queue, quorumArgs()) }
+	}
+	if err := p.c.publish(ctx, p.queue, msg, ensure); err != nil {
+		if errors.Is(err, errNoRoute) {
+			err = fmt.Errorf("%w: %w", triggers.ErrNotFound, err)
+		}
+		return "", wrapSecret(fmt.Errorf("rabbitmq: publish to queue %q on %s: %w", p.queue, p.sc.display, err), p.sc.password)
 	}
 	return id, nil
+}
+
+// Close closes the publisher's channel, and the shared connection if it is
+// the last user. It is idempotent.
+func (p *publisher) Close() error {
+	p.once.Do(func() {
+		p.c.close()
+		p.sc.release()
+	})
+	return nil
+}
+
+// Publish sends body to the driver's queue as a publisher from
+// OpenPublisherURL does (triggers.Publisher), on the connection shared by
+// the publishers of the server URL, so publishing never takes a message
+// off the queue. With CreateIfMissing a missing queue is declared as a
+// durable quorum queue first. The driver's Close closes it.
+func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	d.pubMu.Lock()
+	if d.closed.Load() {
+		d.pubMu.Unlock()
+		return "", d.closedErr("publish to")
+	}
+	if d.pub == nil {
+		d.pub = d.newPublisher()
+	}
+	p := d.pub
+	d.pubMu.Unlock()
+	return p.Publish(ctx, body, props)
 }

@@ -18,11 +18,26 @@
 // A Driver owns one AMQP connection with a consumer channel (basic.qos
 // prefetch = Options.Prefetch, per consumer, default 16: the broker never
 // lets this driver hold more unacknowledged deliveries) and a publishing
-// channel in confirm mode. It connects on the first Receive. When the
-// connection or the consumer channel dies, the deliveries it held are
-// requeued by the broker: settling them returns an error wrapping
-// triggers.ErrLeaseLost, the next Receive returns an error that says what
-// happened, and the Receive after that connects again.
+// channel in confirm mode for the copies Retry and DeadLetter make. It
+// connects on the first Receive. When the connection or the consumer
+// channel dies, the deliveries it held are requeued by the broker: settling
+// them returns an error wrapping triggers.ErrLeaseLost, the next Receive
+// returns an error that says what happened, and the Receive after that
+// connects again. Close is idempotent; after it every method returns an
+// error wrapping triggers.ErrClosed.
+//
+// # Publishers and poison administration
+//
+// The package registers the scheme rabbit (triggers.Register) with OpenURL,
+// OpenPublisherURL and OpenPoisonURL. The publishers (and Driver.Publish)
+// and the poison administrations of one server URL share one AMQP
+// connection, with no consumer, dialled on first use and again after it
+// died, and closed by the last Close; each has a confirm-mode channel of
+// its own. The poison administration lists with basic.get and releases;
+// its Requeue publishes a copy to the queue (with a confirm) before it
+// acknowledges the poison message, dropping the bookkeeping headers
+// (x-jobhost-*, jobhost-*, x-delivery-count, x-death, x-first-death-*,
+// x-last-death-*) and keeping every other property.
 //
 // Receive waits up to Options.ReceiveWait (default 2 s) for a first
 // delivery, then takes only what is already buffered, up to max. The Driver
@@ -125,15 +140,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net/url"
-	"os"
-	"path"
-	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
-
-	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -185,8 +195,9 @@ type Options struct {
 	// ReceiveWait is how long Receive waits for a first delivery; zero
 	// means DefaultReceiveWait.
 	ReceiveWait time.Duration
-	// ConnectionName is shown by the broker (rabbitmqctl list_connections
-	// name client_properties); empty means "jobhost <queue>".
+	// ConnectionName names the consuming connection for the broker
+	// (rabbitmqctl list_connections name client_properties); empty means
+	// "jobhost <queue>". Publish uses the shared "jobhost publishers".
 	ConnectionName string
 }
 
@@ -203,10 +214,14 @@ type Driver struct {
 	poisonQueue string
 	opts        Options
 
-	mu     sync.Mutex // guards sess, pub and closed; held while connecting
-	sess   *session
-	pub    *session // Publish's session: no consumer
-	closed bool
+	mu    sync.Mutex // guards sess; held while connecting
+	sess  *session
+	pubMu sync.Mutex // guards pub
+	pub   *publisher // Publish's, on the connection shared by publishers
+
+	closed atomic.Bool
+	life   context.Context // cancelled by Close, which aborts a connect
+	kill   context.CancelFunc
 }
 
 var (
@@ -215,8 +230,8 @@ var (
 	_ triggers.OpenURLFunc = OpenURL
 )
 
-// errClosed is returned by Receive after Close.
-var errClosed = errors.New("driver closed")
+// errClosed is what every method returns, wrapped, after Close.
+var errClosed = fmt.Errorf("driver %w", triggers.ErrClosed)
 
 // Open returns a driver for queue on the server at serverURL
 // (amqp://user:password@host:port/vhost or amqps://...). It checks the URL
@@ -250,95 +265,12 @@ func Open(ctx context.Context, serverURL, queue string, opts Options) (*Driver, 
 		opts:        opts,
 	}
 	d.password, _ = u.User.Password()
+	d.life, d.kill = context.WithCancel(context.Background())
 	if d.poisonQueue == "" {
 		d.poisonQueue = queue + PoisonSuffix
 	}
 	if !opts.NativeDeadLetter && (d.poisonQueue == queue || d.poisonQueue == d.retryQueue) {
 		return nil, fmt.Errorf("rabbitmq: poison queue %q for queue %q must be another queue", d.poisonQueue, queue)
-	}
-	return d, nil
-}
-
-// parseServerURL checks an AMQP URL. Its errors never quote the URL.
-func parseServerURL(s string) (*url.URL, error) {
-	u, err := url.Parse(strings.TrimSpace(s))
-	if err != nil {
-		var ue *url.Error
-		if errors.As(err, &ue) {
-			err = ue.Err // url.Error quotes the whole URL, password and all
-		}
-		return nil, fmt.Errorf("rabbitmq: invalid server URL: %s", redact(err.Error()))
-	}
-	if u.Scheme != "amqp" && u.Scheme != "amqps" {
-		return nil, fmt.Errorf("rabbitmq: invalid server URL %s: the scheme must be amqp or amqps", redact(u.Redacted()))
-	}
-	if _, err := amqp.ParseURI(u.String()); err != nil {
-		pw, _ := u.User.Password()
-		return nil, fmt.Errorf("rabbitmq: invalid server URL %s: %s", redact(u.Redacted()), redact(err.Error(), pw))
-	}
-	return u, nil
-}
-
-// OpenURL opens a driver for rabbit://<queue>[?poison=<queue>&deadletter=native].
-// It matches triggers.OpenURLFunc. The queue is the URL's host and path. The
-// server URL is the value of app setting o.Connection when set, else of
-// RABBIT_SERVER_URL, both read through o.Lookup (the environment when nil).
-// o.PoisonName overrides the poison query parameter.
-func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
-	if u == nil {
-		return nil, errors.New("rabbitmq: nil URL")
-	}
-	if u.Scheme != Scheme {
-		return nil, fmt.Errorf("rabbitmq: URL scheme %q, want %q", u.Scheme, Scheme)
-	}
-	queue := strings.TrimPrefix(path.Join(u.Host, u.Path), "/")
-	if queue == "" || queue == "." {
-		return nil, fmt.Errorf("rabbitmq: URL %s names no queue (want rabbit://<queue>)", redact(u.Redacted()))
-	}
-	opts := Options{Prefetch: o.Prefetch, CreateIfMissing: o.CreateIfMissing}
-	var unknown []string
-	for k, vs := range u.Query() {
-		v := ""
-		if len(vs) > 0 {
-			v = vs[len(vs)-1]
-		}
-		switch k {
-		case "poison":
-			if v == "" {
-				return nil, fmt.Errorf("rabbitmq: URL %s: empty poison queue name", redact(u.Redacted()))
-			}
-			opts.PoisonQueue = v
-		case "deadletter":
-			if v != "native" {
-				return nil, fmt.Errorf("rabbitmq: URL %s: deadletter=%q, want deadletter=native (or no parameter, for a poison queue)", redact(u.Redacted()), v)
-			}
-			opts.NativeDeadLetter = true
-		default:
-			unknown = append(unknown, k)
-		}
-	}
-	if len(unknown) > 0 {
-		slices.Sort(unknown)
-		return nil, fmt.Errorf("rabbitmq: URL %s: unknown query parameter(s) %s (known: poison, deadletter)", redact(u.Redacted()), strings.Join(unknown, ", "))
-	}
-	if o.PoisonName != "" {
-		opts.PoisonQueue = o.PoisonName
-	}
-	lookup := o.Lookup
-	if lookup == nil {
-		lookup = os.LookupEnv
-	}
-	setting := EnvServerURL
-	if o.Connection != "" {
-		setting = o.Connection
-	}
-	serverURL, ok := triggers.LookupSetting(lookup, setting)
-	if !ok {
-		return nil, fmt.Errorf("rabbitmq: no server URL for queue %q: app setting %q is not set (it should hold amqp://user:password@host:port/vhost)", queue, setting)
-	}
-	d, err := Open(ctx, serverURL, queue, opts)
-	if err != nil {
-		return nil, fmt.Errorf("%w (from app setting %q)", err, setting)
 	}
 	return d, nil
 }
@@ -361,25 +293,42 @@ func (d *Driver) PoisonDestination() string {
 // ReceiveWaits reports that Receive waits for messages (triggers.Waiter).
 func (d *Driver) ReceiveWaits() bool { return true }
 
-// Close closes the channels and the connection. Deliveries not yet settled
-// are requeued by the broker. Close does not settle messages.
+// Close closes the channels and the connection (aborting a connect under
+// way) and the driver's publisher. Deliveries not yet settled are requeued
+// by the broker. Close does not settle messages. It is idempotent; after
+// it every method returns an error wrapping triggers.ErrClosed.
 func (d *Driver) Close() error {
+	if d.closed.Swap(true) {
+		return nil
+	}
+	d.kill()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.closed = true
-	for _, s := range []**session{&d.sess, &d.pub} {
-		if *s != nil {
-			(*s).shutdown(errClosed)
-			*s = nil
-		}
+	if d.sess != nil {
+		d.sess.shutdown(errClosed)
+		d.sess = nil
+	}
+	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
+	if d.pub != nil {
+		d.pub.Close()
+		d.pub = nil
 	}
 	return nil
 }
 
-// Receive returns up to maxMessages deliveries. It waits up to ReceiveWait for the
-// first one, then takes only those already delivered to this driver. The
-// lease is ignored: RabbitMQ holds a delivery until it is settled or the
-// channel closes.
+// closedErr is what op returns after Close.
+func (d *Driver) closedErr(op string) error {
+	return fmt.Errorf("rabbitmq: %s queue %q: %w", op, d.queue, errClosed)
+}
+
+// Receive returns up to maxMessages deliveries. It waits up to ReceiveWait
+// for the first one, then takes only those already delivered to this
+// driver. The lease is ignored: RabbitMQ holds a delivery until it is
+// settled or the channel closes. When ctx ends while it waits (or
+// connects) it returns ctx's error at once; deliveries the broker has
+// already pushed stay buffered, unseen, for the next Receive (Close returns
+// them to the queue), so none is hidden for a lease.
 func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Duration) ([]*triggers.Message, error) {
 	maxMessages = maxOf(maxMessages, 1)
 	s, err := d.session(ctx)
@@ -431,31 +380,35 @@ drain:
 // session returns the live session, connecting if there is none. A session
 // found dead is dropped and its loss reported; the next call connects.
 func (d *Driver) session(ctx context.Context) (*session, error) {
-	return d.sessionIn(ctx, &d.sess, true)
-}
-
-// sessionIn returns the live session in *slot, connecting one (with a
-// consumer when consume) if there is none.
-func (d *Driver) sessionIn(ctx context.Context, slot **session, consume bool) (*session, error) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		return nil, fmt.Errorf("rabbitmq: queue %q: %w", d.queue, errClosed)
+	if d.closed.Load() {
+		return nil, d.closedErr("receive from")
 	}
-	if s := *slot; s != nil {
+	if s := d.sess; s != nil {
 		if !s.dead() {
 			return s, nil
 		}
-		*slot = nil
-		if consume {
-			return nil, s.lostErr(d)
-		}
+		d.sess = nil
+		return nil, s.lostErr(d)
 	}
-	s, err := d.connect(ctx, consume)
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("rabbitmq: receive from queue %q: %w", d.queue, err)
+	}
+	cctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(d.life, cancel)()
+	s, err := d.connect(cctx)
+	if d.closed.Load() {
+		if err == nil {
+			s.shutdown(errClosed)
+		}
+		return nil, d.closedErr("receive from")
+	}
 	if err != nil {
 		return nil, err
 	}
-	*slot = s
+	d.sess = s
 	return s, nil
 }
 
@@ -508,7 +461,7 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 		dv.state.Store(stateSettled)
 		return nil
 	}
-	target, ensure := d.queue, (func(context.Context, *session) error)(nil)
+	target, ensure := d.queue, (func(context.Context, *confirmer) error)(nil)
 	pub := d.copyOf(dv, true)
 	pub.Headers[HeaderAttempt] = m.DequeueCount + 1
 	if delay > 0 {
@@ -582,6 +535,9 @@ func (d *Driver) delivery(op string, m *triggers.Message) (*delivery, error) {
 	if m == nil {
 		return nil, fmt.Errorf("rabbitmq: %s: nil message", op)
 	}
+	if d.closed.Load() {
+		return nil, fmt.Errorf("rabbitmq: %s message %s in queue %q: %w", op, m.ID, d.queue, errClosed)
+	}
 	dv, ok := m.DriverData.(*delivery)
 	if !ok || dv == nil || dv.s == nil || dv.s.d != d {
 		return nil, fmt.Errorf("rabbitmq: %s message %s: not received by this driver (queue %q): %w", op, m.ID, d.queue, triggers.ErrLeaseLost)
@@ -612,35 +568,12 @@ func (d *Driver) settleLost(op string, m *triggers.Message, cause error) error {
 }
 
 // wrap redacts the server password from an error's text.
-func (d *Driver) wrap(err error) error {
+func (d *Driver) wrap(err error) error { return wrapSecret(err, d.password) }
+
+// wrapSecret redacts password (and URL passwords) from an error's text.
+func wrapSecret(err error, password string) error {
 	if err == nil {
 		return nil
 	}
-	return &redactedError{msg: redact(err.Error(), d.password), err: err}
-}
-
-func expiration(delay time.Duration) string {
-	ms := (delay + time.Millisecond - 1) / time.Millisecond
-	return fmt.Sprint(min(maxOf(int64(ms), 1), maxExpiration))
-}
-
-func truncate(s string, n int) string {
-	s = strings.ToValidUTF8(s, "\uFFFD")
-	if len(s) <= n {
-		return s
-	}
-	cut := n
-	for cut > 0 && !utf8RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + "…"
-}
-
-func utf8RuneStart(b byte) bool { return b&0xC0 != 0x80 }
-
-func maxOf[T int | int64 | time.Duration](a, b T) T {
-	if a > b {
-		return a
-	}
-	return b
+	return &redactedError{msg: redact(err.Error(), password), err: err}
 }

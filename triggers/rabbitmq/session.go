@@ -21,9 +21,10 @@ const (
 	kindQuorum
 )
 
-// session is one connection with its consumer and publishing channels.
-// When the connection or the consumer channel dies the session is dead for
-// good; the driver makes a new one.
+// session is one connection with its consumer channel and a confirmer for
+// the copies Retry and DeadLetter publish. When the connection or the
+// consumer channel dies the session is dead for good; the driver makes a
+// new one.
 type session struct {
 	d       *Driver
 	conn    *amqp.Connection
@@ -31,6 +32,7 @@ type session struct {
 
 	ch         *amqp.Channel // consumer channel; deliveries are acked here
 	deliveries <-chan amqp.Delivery
+	pub        *confirmer // publishes on conn
 
 	kind atomic.Int32 // kindUnknown, kindClassic or kindQuorum
 
@@ -40,34 +42,22 @@ type session struct {
 	err       error // why it died
 	closeOnce sync.Once
 	stopOnce  sync.Once
-
-	pubMu    sync.Mutex // serialises publishing, so a return belongs to the current publish
-	pub      *amqp.Channel
-	returns  chan amqp.Return
-	declared map[string]bool // queues known to exist on this connection
 }
 
-// errNoRoute means a mandatory publish found no queue.
-var errNoRoute = errors.New("no such queue (message returned unroutable)")
-
-// connect dials, checks (or creates) the queue, sets the prefetch bound and
-// starts consuming.
-// connect opens a session; consume starts the consumer (a session made for
-// Publish has none, so it never takes messages off the queue).
-func (d *Driver) connect(ctx context.Context, consume bool) (*session, error) {
+// dial connects to serverURL as connection name, within dialTimeout or
+// ctx's deadline. ctx ending aborts the AMQP handshake too, and the error
+// then wraps ctx's. It also returns the TCP connection, for tests that cut
+// it.
+func dial(ctx context.Context, serverURL, name string) (*amqp.Connection, net.Conn, error) {
 	timeout := dialTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
-	s := &session{
-		d:        d,
-		done:     make(chan struct{}),
-		stop:     make(chan struct{}),
-		declared: map[string]bool{},
-	}
 	props := amqp.NewConnectionProperties()
-	props.SetClientConnectionName(d.opts.ConnectionName)
-	conn, err := amqp.DialConfig(d.serverURL, amqp.Config{
+	props.SetClientConnectionName(name)
+	var nc net.Conn
+	stop := func() bool { return true }
+	conn, err := amqp.DialConfig(serverURL, amqp.Config{
 		Properties: props,
 		Locale:     "en_US",
 		Dial: func(network, addr string) (net.Conn, error) {
@@ -81,14 +71,38 @@ func (d *Driver) connect(ctx context.Context, consume bool) (*session, error) {
 				c.Close()
 				return nil, err
 			}
-			s.netConn = c
+			nc = c
+			stop = context.AfterFunc(ctx, func() { c.Close() })
 			return c, nil
 		},
 	})
+	if !stop() && err == nil { // ctx ended just as the handshake finished
+		conn.Close()
+		err = errors.New("connection aborted")
+	}
+	if err != nil {
+		if ctx.Err() != nil {
+			err = fmt.Errorf("%w (%v)", ctx.Err(), err)
+		}
+		return nil, nil, err
+	}
+	return conn, nc, nil
+}
+
+// connect dials, checks (or creates) the queue, sets the prefetch bound and
+// starts consuming.
+func (d *Driver) connect(ctx context.Context) (*session, error) {
+	s := &session{
+		d:    d,
+		done: make(chan struct{}),
+		stop: make(chan struct{}),
+	}
+	conn, nc, err := dial(ctx, d.serverURL, d.opts.ConnectionName)
 	if err != nil {
 		return nil, d.wrap(fmt.Errorf("rabbitmq: connect to %s for queue %q: %w", d.display, d.queue, err))
 	}
-	s.conn = conn
+	s.conn, s.netConn = conn, nc
+	s.pub = newConfirmer(func(context.Context) (*amqp.Connection, error) { return conn, nil })
 	fail := func(op string, err error, kinds ...error) (*session, error) {
 		conn.Close()
 		format := "rabbitmq: %s queue %q on %s"
@@ -117,17 +131,10 @@ func (d *Driver) connect(ctx context.Context, consume bool) (*session, error) {
 		if ch, err = conn.Channel(); err != nil {
 			return fail("open a channel for", err)
 		}
-		if _, err := ch.QueueDeclare(d.queue, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		if _, err := ch.QueueDeclare(d.queue, true, false, false, false, quorumArgs()); err != nil {
 			return fail("create", err)
 		}
 		s.kind.Store(kindQuorum)
-	}
-	if !consume {
-		connClosed := conn.NotifyClose(make(chan *amqp.Error, 1))
-		chClosed := ch.NotifyClose(make(chan *amqp.Error, 1))
-		s.ch = ch
-		go s.watch(connClosed, chClosed, nil)
-		return s, nil
 	}
 	if err := ch.Qos(d.opts.Prefetch, 0, false); err != nil {
 		return fail("set prefetch for", err)
@@ -147,6 +154,9 @@ func (d *Driver) connect(ctx context.Context, consume bool) (*session, error) {
 	go s.watch(connClosed, chClosed, cancelled)
 	return s, nil
 }
+
+// quorumArgs declares a quorum queue (CreateIfMissing).
+func quorumArgs() amqp.Table { return amqp.Table{"x-queue-type": "quorum"} }
 
 // watch marks the session dead when the connection or the consumer channel
 // closes or the broker cancels the consumer (the queue was deleted).
@@ -230,146 +240,30 @@ func (s *session) cause() error {
 // lostErr is what Receive returns once for a dead session.
 func (s *session) lostErr(d *Driver) error {
 	err := s.cause()
-	if errors.Is(err, errClosed) {
-		return fmt.Errorf("rabbitmq: receive from queue %q: %w", d.queue, errClosed)
+	if errors.Is(err, triggers.ErrClosed) || d.closed.Load() {
+		return d.closedErr("receive from")
 	}
 	return d.wrap(fmt.Errorf("rabbitmq: receive from queue %q on %s: connection lost, unsettled deliveries were requeued by the broker; reconnecting on the next receive: %w", d.queue, d.display, err))
 }
 
-// publish sends msg to queue through the default exchange, mandatory and
-// with a publisher confirm, and returns once the broker has confirmed it.
-// When the broker returns it unroutable and ensure is not nil, ensure
-// declares the queue and the publish is tried once more.
-func (s *session) publish(ctx context.Context, queue string, msg amqp.Publishing, ensure func(context.Context, *session) error) error {
+// publish sends msg to queue with a publisher confirm (see
+// confirmer.publish) on the session's connection.
+func (s *session) publish(ctx context.Context, queue string, msg amqp.Publishing, ensure func(context.Context, *confirmer) error) error {
 	if s.dead() {
 		return fmt.Errorf("%w: %v", triggers.ErrLeaseLost, s.cause())
 	}
-	if ensure != nil {
-		if err := ensure(ctx, s); err != nil {
-			return err
-		}
-	}
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	for try := 0; ; try++ {
-		err := s.publishOnce(ctx, queue, msg)
-		if !errors.Is(err, errNoRoute) || ensure == nil || try > 0 {
-			return err
-		}
-		delete(s.declared, queue)
-		s.pubMu.Unlock()
-		err = ensure(ctx, s)
-		s.pubMu.Lock()
-		if err != nil {
-			return err
-		}
-	}
+	return s.pub.publish(ctx, queue, msg, ensure)
 }
 
-func (s *session) publishOnce(ctx context.Context, queue string, msg amqp.Publishing) error {
-	ch, err := s.pubChannel()
-	if err != nil {
-		return err
-	}
-	for drained := false; !drained; { // returns left over from an abandoned publish
-		select {
-		case _, ok := <-s.returns:
-			drained = !ok
-		default:
-			drained = true
-		}
-	}
-	dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", queue, true, false, msg)
-	if err != nil {
-		s.resetPub()
-		return err
-	}
-	acked, err := dc.WaitContext(ctx)
-	if err != nil {
-		s.resetPub() // the confirm may still come: start afresh next time
-		return fmt.Errorf("waiting for the publisher confirm: %w", err)
-	}
-	if !acked {
-		if ch.IsClosed() {
-			s.resetPub()
-			return errors.New("publishing channel closed before the broker confirmed")
-		}
-		return errors.New("the broker refused the message (publisher nack)")
-	}
-	// A basic.return comes before the confirm of the same publish.
-	select {
-	case r, ok := <-s.returns:
-		if ok {
-			return fmt.Errorf("%w: %d %s", errNoRoute, r.ReplyCode, r.ReplyText)
-		}
-	default:
-	}
-	return nil
-}
-
-// pubChannel returns the publishing channel, opening it in confirm mode if
-// needed. Call with pubMu held.
-func (s *session) pubChannel() (*amqp.Channel, error) {
-	if s.pub != nil && !s.pub.IsClosed() {
-		return s.pub, nil
-	}
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return nil, fmt.Errorf("open publishing channel: %w", err)
-	}
-	if err := ch.Confirm(false); err != nil {
-		ch.Close()
-		return nil, fmt.Errorf("enable publisher confirms: %w", err)
-	}
-	s.returns = ch.NotifyReturn(make(chan amqp.Return, 8))
-	s.pub = ch
-	return ch, nil
-}
-
-func (s *session) resetPub() {
-	if s.pub != nil {
-		s.pub.Close()
-		s.pub = nil
-	}
-}
-
-// ensureQueue makes sure a durable queue exists: a passive declare, and if
-// that finds none, a declare with args. An existing queue is used as it is.
-func (s *session) ensureQueue(name string, args amqp.Table) error {
-	s.pubMu.Lock()
-	defer s.pubMu.Unlock()
-	if s.declared[name] {
-		return nil
-	}
-	ch, err := s.conn.Channel()
-	if err != nil {
-		return fmt.Errorf("open a channel to declare queue %q: %w", name, err)
-	}
-	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
-	if err != nil && isCode(err, amqp.NotFound) {
-		// The 404 closed the channel.
-		if ch, err = s.conn.Channel(); err != nil {
-			return fmt.Errorf("open a channel to declare queue %q: %w", name, err)
-		}
-		_, err = ch.QueueDeclare(name, true, false, false, false, args)
-	}
-	ch.Close()
-	if err != nil {
-		return fmt.Errorf("declare queue %q: %w", name, err)
-	}
-	s.declared[name] = true
-	return nil
-}
-
-func (d *Driver) ensureRetryQueue(_ context.Context, s *session) error {
-	return s.ensureQueue(d.retryQueue, amqp.Table{
+func (d *Driver) ensureRetryQueue(ctx context.Context, c *confirmer) error {
+	return c.ensureQueue(ctx, d.retryQueue, amqp.Table{
 		"x-dead-letter-exchange":    "",
 		"x-dead-letter-routing-key": d.queue,
 	})
 }
 
-func (d *Driver) ensurePoisonQueue(_ context.Context, s *session) error {
-	return s.ensureQueue(d.poisonQueue, nil)
+func (d *Driver) ensurePoisonQueue(ctx context.Context, c *confirmer) error {
+	return c.ensureQueue(ctx, d.poisonQueue, nil)
 }
 
 func isCode(err error, code int) bool {

@@ -268,7 +268,9 @@ func Get(t testing.TB, conn *amqp.Connection, queue string) (amqp.Delivery, bool
 type harness struct{ quorum bool }
 
 // Harness returns a drivertest.Harness whose drivers use a fresh quorum or
-// classic queue each, opened through rabbitmq.OpenURL.
+// classic queue each, opened through rabbitmq.OpenURL, with publishers and
+// poison administrations from rabbitmq.OpenPublisherURL and
+// rabbitmq.OpenPoisonURL.
 func Harness(t *testing.T, quorum bool) drivertest.Harness {
 	t.Helper()
 	Require(t)
@@ -319,6 +321,20 @@ func (h harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue
 		// so a restarted worker is a new driver.
 		Reopen: func(ctx context.Context) (triggers.Driver, error) {
 			return rabbitmq.OpenURL(ctx, u, triggers.OpenOptions{Lookup: lookup, Prefetch: 16})
+		},
+		OpenPublisher: func(ctx context.Context) (triggers.Publisher, error) {
+			p, err := rabbitmq.OpenPublisherURL(ctx, u, triggers.OpenOptions{Lookup: lookup})
+			if err == nil {
+				t.Cleanup(func() { p.Close() })
+			}
+			return p, err
+		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			p, err := rabbitmq.OpenPoisonURL(ctx, u, triggers.OpenOptions{Lookup: lookup})
+			if err == nil {
+				t.Cleanup(func() { p.Close() })
+			}
+			return p, err
 		},
 		Capabilities: drivertest.Capabilities{Leases: false, Properties: true},
 	}, nil
