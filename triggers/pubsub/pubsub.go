@@ -1,13 +1,16 @@
-// Package pubsub is the trigger driver for any gocloud.dev pubsub
-// subscription: mem://, awssqs://, gcppubsub://, kafka:// (and any other
-// scheme registered with gocloud's default URL mux).
+// Package pubsub is the trigger driver core for gocloud.dev pubsub
+// subscriptions. It imports only gocloud.dev/pubsub: the schemes live in
+// subpackages that link their gocloud driver and register with package
+// triggers when imported — mempubsub (mem://), awssqs (awssqs://),
+// gcppubsub (gcppubsub://) and kafka (kafka://). Each describes its scheme
+// to the core with a [Kind].
 //
 // gocloud's portable API has no lease extension, no delayed redelivery and
 // no dead-lettering, and not every broker counts deliveries, so this driver
 // adds a documented fallback that survives a worker restart and works with
 // several workers:
 //
-//   - Delivery count: the broker's own where gocloud exposes it (SQS
+//   - Delivery count: the broker's own where its Kind exposes it (SQS
 //     ApproximateReceiveCount, Pub/Sub DeliveryAttempt), combined with the
 //     metadata key jobhost-attempt that retried copies carry.
 //   - Retry after a delay: the message is held (not acked) for the delay, then
@@ -28,9 +31,11 @@
 package pubsub
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -50,8 +55,9 @@ const (
 	// IDKey carries a message id across retried copies when the broker
 	// gives none.
 	IDKey = "jobhost-id"
-	// ReasonKey and SourceKey are added to poison copies.
+	// ReasonKey carries, on a poison copy, why it was poisoned.
 	ReasonKey = "jobhost-reason"
+	// SourceKey carries, on a poison copy, the source it was poisoned from.
 	SourceKey = "jobhost-source"
 )
 
@@ -74,6 +80,9 @@ type Options struct {
 	// Attempts returns the broker's own delivery count of a message, if it
 	// has one.
 	Attempts func(*gcpubsub.Message) (int64, bool)
+	// SentTime returns when the broker received a message, or the zero
+	// time when it does not say.
+	SentTime func(*gcpubsub.Message) time.Time
 	// Owned lists topics and subscriptions the driver closes (Shutdown).
 	Owned []interface{ Shutdown(context.Context) error }
 }
@@ -81,28 +90,47 @@ type Options struct {
 // Driver is a triggers.Driver over a gocloud subscription.
 type Driver struct {
 	o       Options
+	life    *life
 	mu      sync.Mutex
 	pending map[*triggers.Message]*time.Timer
-	closed  bool
 }
 
-var _ triggers.Driver = (*Driver)(nil)
+var (
+	_ triggers.Driver    = (*Driver)(nil)
+	_ triggers.Waiter    = (*Driver)(nil)
+	_ triggers.Publisher = (*Driver)(nil)
+)
 
 // New returns a driver for o.Subscription.
 func New(o Options) *Driver {
-	return &Driver{o: o, pending: map[*triggers.Message]*time.Timer{}}
+	return &Driver{o: o, life: newLife(), pending: map[*triggers.Message]*time.Timer{}}
 }
 
 // ReceiveWaits reports that Receive waits for a message (triggers.Waiter).
 func (d *Driver) ReceiveWaits() bool { return true }
 
-// Receive waits up to two seconds for one message.
+// Receive waits up to two seconds for one message. It returns ctx's error
+// when ctx ends first, and an error wrapping triggers.ErrClosed when the
+// driver is closed, also while it waits.
 func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*triggers.Message, error) {
-	rctx, cancel := context.WithTimeout(ctx, receiveWait)
+	cctx, exit, ok := d.life.enterCtx(ctx)
+	if !ok {
+		return nil, d.closedErr("receive")
+	}
+	defer exit()
+	if max < 1 {
+		return nil, nil
+	}
+	rctx, cancel := context.WithTimeout(cctx, receiveWait)
 	defer cancel()
 	gm, err := d.o.Subscription.Receive(rctx)
 	if err != nil {
-		if rctx.Err() != nil && ctx.Err() == nil {
+		switch {
+		case d.life.closing():
+			return nil, d.closedErr("receive")
+		case ctx.Err() != nil:
+			return nil, ctx.Err()
+		case rctx.Err() != nil:
 			return nil, nil // nothing arrived in time
 		}
 		return nil, d.wrap("receive", err)
@@ -111,9 +139,9 @@ func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*
 }
 
 func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.Message {
-	props := make(map[string]string, len(gm.Metadata))
-	for k, v := range gm.Metadata {
-		props[k] = v
+	props := maps.Clone(gm.Metadata)
+	if props == nil {
+		props = map[string]string{}
 	}
 	id := gm.LoggableID
 	if v := props[IDKey]; v != "" {
@@ -122,13 +150,16 @@ func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.
 	if id == "" {
 		id = uuid.NewString()
 	}
-	return &triggers.Message{
+	m := &triggers.Message{
 		ID: id, Body: gm.Body, Properties: props, Source: d.o.Name,
 		DequeueCount:    Attempts(gm.Metadata, d.native(gm)),
-		InsertionTime:   sentTime(gm),
 		NextVisibleTime: time.Now().Add(lease),
 		DriverData:      &held{gm: gm},
 	}
+	if d.o.SentTime != nil {
+		m.InsertionTime = d.o.SentTime(gm)
+	}
+	return m
 }
 
 // held is a received message; settled guards gocloud's Ack and Nack, which
@@ -180,6 +211,11 @@ func unsettle(m *triggers.Message) { m.DriverData.(*held).settled.Store(false) }
 
 // Complete acks the message.
 func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
+	exit, ok := d.life.enter()
+	if !ok {
+		return d.closedErr("complete")
+	}
+	defer exit()
 	gm, err := settle(m)
 	if err != nil {
 		return err
@@ -193,33 +229,49 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 // returns at once: the delay runs in the background and ends early, leaving
 // the original unacked for the broker to redeliver, if the driver closes.
 func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
-	gm, err := settle(m)
-	if err != nil {
-		return err
-	}
 	if delay <= 0 {
-		if err := d.retryNow(ctx, m, gm); err != nil {
+		cctx, exit, ok := d.life.enterCtx(ctx)
+		if !ok {
+			return d.closedErr("retry")
+		}
+		defer exit()
+		gm, err := settle(m)
+		if err != nil {
+			return err
+		}
+		if err := d.retryNow(cctx, m, gm); err != nil {
 			unsettle(m)
 			return err
 		}
 		return nil
 	}
+	exit, ok := d.life.enter()
+	if !ok {
+		return d.closedErr("retry")
+	}
+	defer exit()
+	gm, err := settle(m)
+	if err != nil {
+		return err
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.closed {
-		unsettle(m)
-		return errors.New("pubsub: driver closed")
-	}
 	d.pending[m] = time.AfterFunc(delay, func() {
 		d.mu.Lock()
 		_, ok := d.pending[m]
 		delete(d.pending, m)
 		d.mu.Unlock()
-		if ok {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			defer cancel()
-			_ = d.retryNow(ctx, m, gm) // on failure the original stays unacked and is redelivered
+		if !ok {
+			return
 		}
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		ctx, exit, ok := d.life.enterCtx(ctx)
+		if !ok {
+			return // closed: the original stays unacked and is redelivered
+		}
+		defer exit()
+		_ = d.retryNow(ctx, m, gm) // on failure the original stays unacked and is redelivered
 	})
 	return nil
 }
@@ -243,11 +295,19 @@ func (d *Driver) retryNow(ctx context.Context, m *triggers.Message, gm *gcpubsub
 
 // ExtendLease is a no-op: gocloud has no lease extension.
 func (d *Driver) ExtendLease(ctx context.Context, m *triggers.Message, lease time.Duration) error {
+	if d.life.closing() {
+		return d.closedErr("extend lease")
+	}
 	return nil
 }
 
 // DeadLetter publishes the message to the poison topic, then acks it.
 func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason string) (string, error) {
+	cctx, exit, ok := d.life.enterCtx(ctx)
+	if !ok {
+		return "", d.closedErr("dead-letter")
+	}
+	defer exit()
 	if d.o.Poison == nil {
 		return "", fmt.Errorf("pubsub: %s has no poison topic", d.o.Name)
 	}
@@ -259,7 +319,7 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 	md[ReasonKey] = truncate(reason, 1024)
 	md[SourceKey] = d.o.Name
 	md[IDKey] = m.ID
-	if err := d.o.Poison.Send(ctx, &gcpubsub.Message{Body: gm.Body, Metadata: md}); err != nil {
+	if err := d.o.Poison.Send(cctx, &gcpubsub.Message{Body: gm.Body, Metadata: md}); err != nil {
 		unsettle(m)
 		return "", d.wrap("publish to poison", err)
 	}
@@ -270,20 +330,29 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 // PoisonDestination names the poison topic.
 func (d *Driver) PoisonDestination() string { return d.o.PoisonName }
 
-// Close stops pending delayed retries (their messages stay unacked and are
-// redelivered by the broker) and shuts down what the driver opened.
+// Close ends calls waiting in Receive or a publish, stops pending delayed
+// retries (their messages stay unacked and are redelivered by the broker)
+// and shuts down what the driver owns. It is idempotent; afterwards every
+// method returns an error wrapping triggers.ErrClosed.
 func (d *Driver) Close() error {
+	if !d.life.close() {
+		return nil
+	}
 	d.mu.Lock()
-	d.closed = true
 	for m, t := range d.pending {
 		t.Stop()
 		delete(d.pending, m)
 	}
 	d.mu.Unlock()
+	return shutdown(d.o.Owned)
+}
+
+// shutdown shuts down each of owned, within 30 seconds in all.
+func shutdown(owned []interface{ Shutdown(context.Context) error }) error {
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	var errs []error
-	for _, s := range d.o.Owned {
+	for _, s := range owned {
 		if err := s.Shutdown(ctx); err != nil {
 			errs = append(errs, err)
 		}
@@ -291,18 +360,29 @@ func (d *Driver) Close() error {
 	return errors.Join(errs...)
 }
 
+func (d *Driver) closedErr(op string) error {
+	return fmt.Errorf("pubsub: %s %s: %w", op, d.o.Name, triggers.ErrClosed)
+}
+
 func (d *Driver) wrap(op string, err error) error {
-	if gcerrors.Code(err) == gcerrors.NotFound {
-		return fmt.Errorf("pubsub: %s %s: %w: %w", op, d.o.Name, triggers.ErrNotFound, err)
+	return wrapErr(op, d.o.Name, err, d.life)
+}
+
+// wrapErr adds op and name to err, and ErrClosed when l is closing (the
+// call was ended by Close) or ErrNotFound when gocloud says so.
+func wrapErr(op, name string, err error, l *life) error {
+	switch {
+	case l.closing():
+		return fmt.Errorf("pubsub: %s %s: %w: %w", op, name, triggers.ErrClosed, err)
+	case gcerrors.Code(err) == gcerrors.NotFound:
+		return fmt.Errorf("pubsub: %s %s: %w: %w", op, name, triggers.ErrNotFound, err)
 	}
-	return fmt.Errorf("pubsub: %s %s: %w", op, d.o.Name, err)
+	return fmt.Errorf("pubsub: %s %s: %w", op, name, err)
 }
 
 func copyMetadata(in map[string]string) map[string]string {
 	out := make(map[string]string, len(in)+3)
-	for k, v := range in {
-		out[k] = v
-	}
+	maps.Copy(out, in)
 	return out
 }
 
@@ -313,13 +393,24 @@ func truncate(s string, n int) string {
 	return s[:n]
 }
 
+// outgoing is a message of copies of body and props: gocloud's in-memory
+// topics keep what they are sent.
+func outgoing(body []byte, props map[string]string) *gcpubsub.Message {
+	return &gcpubsub.Message{Body: bytes.Clone(body), Metadata: maps.Clone(props)}
+}
+
 // Publish sends body with props to the source topic (triggers.Publisher).
 func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	cctx, exit, ok := d.life.enterCtx(ctx)
+	if !ok {
+		return "", d.closedErr("publish to")
+	}
+	defer exit()
 	if d.o.Topic == nil {
 		return "", fmt.Errorf("pubsub: %s has no topic to publish to", d.o.Name)
 	}
-	if err := d.o.Topic.Send(ctx, &gcpubsub.Message{Body: body, Metadata: props}); err != nil {
-		return "", d.wrap("publish", err)
+	if err := d.o.Topic.Send(cctx, outgoing(body, props)); err != nil {
+		return "", d.wrap("publish to", err)
 	}
 	return "", nil
 }

@@ -1,54 +1,20 @@
 package pubsub_test
 
 import (
+	"context"
+	"errors"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
-	"github.com/jobhost/jobhost/triggers/drivertest"
+	gcpubsub "gocloud.dev/pubsub"
+	"gocloud.dev/pubsub/mempubsub"
+
+	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/pubsub"
-	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
 )
-
-func TestConformanceMem(t *testing.T) {
-	drivertest.RunConformanceTests(t, func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() })
-}
-
-func TestParseURL(t *testing.T) {
-	for _, tc := range []struct {
-		in, poisonOverride             string
-		sub, topic, poison, poisonName string
-	}{
-		{"mem://orders", "", "mem://orders", "mem://orders", "mem://orders-poison", "orders-poison"},
-		{"mem://orders?ackdeadline=5m&poison=dead", "", "mem://orders?ackdeadline=5m", "mem://orders", "mem://dead", "dead"},
-		{"mem://orders", "bad-orders", "mem://orders", "mem://orders", "mem://bad-orders", "bad-orders"},
-		{"awssqs://sqs.us-east-2.amazonaws.com/99/orders?region=us-east-2", "",
-			"awssqs://sqs.us-east-2.amazonaws.com/99/orders?region=us-east-2",
-			"awssqs://sqs.us-east-2.amazonaws.com/99/orders?region=us-east-2",
-			"awssqs://sqs.us-east-2.amazonaws.com/99/orders-poison?region=us-east-2", "sqs.us-east-2.amazonaws.com/99/orders-poison"},
-		{"gcppubsub://projects/p/subscriptions/s?topic=projects/p/topics/t", "",
-			"gcppubsub://projects/p/subscriptions/s", "gcppubsub://projects/p/topics/t",
-			"gcppubsub://projects/p/topics/t-poison", "projects/p/topics/t-poison"},
-		{"gcppubsub://projects/p/subscriptions/s", "", "gcppubsub://projects/p/subscriptions/s", "", "", ""},
-		{"kafka://workers?topic=orders", "", "kafka://workers?topic=orders", "kafka://orders", "kafka://orders-poison", "orders-poison"},
-	} {
-		u, _ := url.Parse(tc.in)
-		e, err := pubsub.ParseURL(u, tc.poisonOverride)
-		if err != nil {
-			t.Errorf("%s: %v", tc.in, err)
-			continue
-		}
-		if e.Subscription != tc.sub || e.Topic != tc.topic || e.Poison != tc.poison || e.PoisonName != tc.poisonName {
-			t.Errorf("%s: got %+v", tc.in, e)
-		}
-	}
-	for _, bad := range []string{"mem://", "kafka://workers", "kafka://?topic=x", "ftp://x"} {
-		u, _ := url.Parse(bad)
-		if _, err := pubsub.ParseURL(u, ""); err == nil {
-			t.Errorf("%s: want an error", bad)
-		}
-	}
-}
 
 func TestAttempts(t *testing.T) {
 	for _, tc := range []struct {
@@ -65,10 +31,122 @@ func TestAttempts(t *testing.T) {
 	}
 }
 
-func TestNoCredentialsInErrors(t *testing.T) {
-	u, _ := url.Parse("kafka://user:s3cret@?topic=")
-	_, err := pubsub.ParseURL(u, "")
-	if err == nil || strings.Contains(err.Error(), "s3cret") {
-		t.Errorf("got %v", err)
+// echo is a Kind whose Endpoints reports what the core gave it.
+func echo() *pubsub.Kind {
+	return &pubsub.Kind{Scheme: "echo", Endpoints: func(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {
+		if q.Has("fail") {
+			return pubsub.Endpoints{}, errors.New("asked to fail")
+		}
+		q.Del("drop")
+		return pubsub.Endpoints{Name: u.Host, PoisonName: poison}, nil
+	}}
+}
+
+func TestParseURLCore(t *testing.T) {
+	k := echo()
+	for _, tc := range []struct{ in, override, sub, poison string }{
+		{"echo://a?x=1", "", "echo://a?x=1", ""},
+		{"echo://a?poison=p&drop=1&x=1", "", "echo://a?x=1", "p"},
+		{"echo://a?poison=p", "o", "echo://a", "o"},
+	} {
+		u, _ := url.Parse(tc.in)
+		e, err := k.ParseURL(u, tc.override)
+		if err != nil || e.Subscription != tc.sub || e.PoisonName != tc.poison || e.Name != "a" {
+			t.Errorf("ParseURL(%s, %q) = %+v, %v; want subscription %s, poison %q", tc.in, tc.override, e, err, tc.sub, tc.poison)
+		}
+	}
+	for _, bad := range []string{"other://a", "echo://user:s3cret@a?fail=1&key=s3cret"} {
+		u, _ := url.Parse(bad)
+		if _, err := k.ParseURL(u, ""); err == nil || strings.Contains(err.Error(), "s3cret") {
+			t.Errorf("ParseURL(%s) error = %v, want one without credentials", bad, err)
+		}
+	}
+}
+
+// newMem returns a driver over a fresh gocloud in-memory topic, and a
+// function sending to it.
+func newMem(t *testing.T) (*pubsub.Driver, func(body string)) {
+	t.Helper()
+	topic := mempubsub.NewTopic()
+	sub := mempubsub.NewSubscription(topic, time.Minute)
+	d := pubsub.New(pubsub.Options{
+		Subscription: sub, Topic: topic, Name: "t",
+		Owned: []interface{ Shutdown(context.Context) error }{sub, topic},
+	})
+	t.Cleanup(func() { d.Close() })
+	return d, func(body string) {
+		t.Helper()
+		if err := topic.Send(context.Background(), &gcpubsub.Message{Body: []byte(body)}); err != nil {
+			t.Fatalf("Send: %v", err)
+		}
+	}
+}
+
+func receive(t *testing.T, d *pubsub.Driver) *triggers.Message {
+	t.Helper()
+	for range 20 {
+		ms, err := d.Receive(context.Background(), 1, time.Minute)
+		if err != nil {
+			t.Fatalf("Receive: %v", err)
+		}
+		if len(ms) == 1 {
+			return ms[0]
+		}
+	}
+	t.Fatal("no message arrived")
+	return nil
+}
+
+// TestCloseEndsReceive closes the driver while a Receive may be waiting:
+// the Receive fails with ErrClosed whether it began before Close or after.
+func TestCloseEndsReceive(t *testing.T) {
+	d, _ := newMem(t)
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Receive(context.Background(), 1, time.Minute)
+		done <- err
+	}()
+	if err := d.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := <-done; !errors.Is(err, triggers.ErrClosed) {
+		t.Errorf("Receive during Close: %v, want ErrClosed", err)
+	}
+	if _, err := d.Publish(context.Background(), []byte("x"), nil); !errors.Is(err, triggers.ErrClosed) {
+		t.Errorf("Publish after Close: %v, want ErrClosed", err)
+	}
+}
+
+// TestCloseDuringSettles settles messages concurrently with Close (for the
+// race detector): each settle succeeds or fails with ErrClosed, and a
+// pending delayed retry does not hold Close up.
+func TestCloseDuringSettles(t *testing.T) {
+	d, send := newMem(t)
+	const n = 8
+	var ms []*triggers.Message
+	for range n {
+		send("m")
+		ms = append(ms, receive(t, d))
+	}
+	if err := d.Retry(context.Background(), ms[0], time.Hour); err != nil {
+		t.Fatalf("Retry(1h): %v", err)
+	}
+	var wg sync.WaitGroup
+	errs := make(chan error, n)
+	for _, m := range ms[1:] {
+		wg.Go(func() { errs <- d.Retry(context.Background(), m, 0) })
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil && !errors.Is(err, triggers.ErrClosed) {
+			t.Errorf("Retry during Close: %v, want nil or ErrClosed", err)
+		}
+	}
+	if err := d.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
 	}
 }

@@ -1,0 +1,89 @@
+// Package gcppubsub registers the gcppubsub:// scheme: Google Cloud Pub/Sub
+// through gocloud.dev/pubsub/gcppubsub, as triggers and outputs. Import it
+// for its side effect:
+//
+//	import _ "github.com/jobhost/jobhost/triggers/pubsub/gcppubsub"
+//
+// A trigger URL is gcppubsub://projects/<p>/subscriptions/<s>, with
+// topic=projects/<p>/topics/<t> naming the topic the subscription reads so
+// that retries republish to it and poisoned messages go to <t>-poison.
+// Without topic a retry is a Nack, and there is a poison topic only when
+// the poison parameter names one (a bare name is a topic in the same
+// project). An output URL is gcppubsub://projects/<p>/topics/<t>.
+// Credentials come from Google's default chain. The delivery count is
+// Pub/Sub's DeliveryAttempt (set when the subscription has a dead-letter
+// policy) and the insertion time its PublishTime.
+package gcppubsub
+
+import (
+	"cmp"
+	"errors"
+	"net/url"
+	"path"
+	"strings"
+	"time"
+
+	"cloud.google.com/go/pubsub/apiv1/pubsubpb"
+	gcpubsub "gocloud.dev/pubsub"
+	_ "gocloud.dev/pubsub/gcppubsub" // gcppubsub:// in gocloud's default mux
+
+	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/pubsub"
+)
+
+var kind = &pubsub.Kind{Scheme: "gcppubsub", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime}
+
+func init() {
+	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
+}
+
+func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {
+	sub := strings.Trim(u.Host+u.Path, "/")
+	if u.Host == "" || !strings.Contains(sub, "/") {
+		return pubsub.Endpoints{}, errors.New("want gcppubsub://projects/<project>/subscriptions/<subscription>")
+	}
+	topic := q.Get("topic")
+	q.Del("topic")
+	e := pubsub.Endpoints{Name: u.Host + u.Path}
+	if topic != "" {
+		e.Topic = "gcppubsub://" + topic
+		poison = cmp.Or(poison, path.Base(topic)+"-poison")
+	}
+	if poison != "" {
+		e.PoisonName = poisonTopic(cmp.Or(topic, sub), poison)
+		e.Poison = "gcppubsub://" + e.PoisonName
+	}
+	return e, nil
+}
+
+// poisonTopic is the path of poison topic name: as given when it is a
+// path, else a topic in the project of near (a topic or subscription path,
+// long or short form).
+func poisonTopic(near, name string) string {
+	if strings.Contains(name, "/") {
+		return strings.TrimPrefix(name, "/")
+	}
+	dir := path.Dir(near)
+	if path.Base(dir) == "subscriptions" {
+		dir = path.Join(path.Dir(dir), "topics")
+	}
+	return path.Join(dir, name)
+}
+
+// attempts is Pub/Sub's DeliveryAttempt.
+func attempts(m *gcpubsub.Message) (int64, bool) {
+	var rm *pubsubpb.ReceivedMessage
+	if m.As(&rm) && rm != nil && rm.DeliveryAttempt > 0 {
+		return int64(rm.DeliveryAttempt), true
+	}
+	return 0, false
+}
+
+// sentTime is Pub/Sub's PublishTime.
+func sentTime(m *gcpubsub.Message) time.Time {
+	var pm *pubsubpb.PubsubMessage
+	if m.As(&pm) && pm != nil && pm.PublishTime != nil {
+		return pm.PublishTime.AsTime()
+	}
+	return time.Time{}
+}
