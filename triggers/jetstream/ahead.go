@@ -2,6 +2,7 @@ package jetstream
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -22,6 +23,10 @@ import (
 // starts when Receive hands it out. The request waits at most aheadWait;
 // Close waits for it to end and then hands waiting messages back with a
 // Nak (their delivery counts in NumDelivered, like any redelivery).
+//
+// A Receive that ends before its pull request does (its context ended, or
+// the driver was closed) leaves the request to a goroutine that reads it
+// to its end (drain): what it delivers waits in the driver in the same way.
 
 // aheadWait bounds how long a request sent ahead waits for messages: Close
 // waits for it to end.
@@ -31,17 +36,41 @@ const aheadWait = 500 * time.Millisecond
 // timer only keeps it alive (InProgress) until Receive hands it out.
 const unleased = 100 * 365 * 24 * time.Hour
 
-// ahead is the pull request sent ahead and what it has delivered.
+// ahead is the pull request sent ahead, the requests being drained, and
+// the messages they delivered.
 type ahead struct {
 	mu      sync.Mutex
-	gen     uint64             // identifies the current request
+	gen     uint64             // identifies the current request sent ahead
 	sub     *nats.Subscription // the current request's inbox, while open
-	open    bool               // the request may still deliver
+	open    bool               // the request sent ahead may still deliver
 	left    int                // messages the request may still deliver
 	end     time.Time          // the request is over by then at the latest
+	pulls   int                // Receives reading a request, and drains
+	drains  int                // requests being drained (drain)
 	msgs    []*triggers.Message
-	changed chan struct{} // closed (and replaced) when msgs or open change
+	changed chan struct{} // closed (and replaced) when msgs, open, pulls or drains change
 	closed  bool
+}
+
+// enter counts a Receive that reads a pull request; it reports false once
+// Close has given back what waits (Close waits for the count to fall to
+// zero first).
+func (a *ahead) enter() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		return false
+	}
+	a.pulls++
+	return true
+}
+
+// leave ends what enter began.
+func (a *ahead) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pulls--
+	a.signal()
 }
 
 // signal wakes a Receive waiting on the request. a.mu is held.
@@ -64,32 +93,53 @@ func (a *ahead) finish() {
 	}
 }
 
-// await waits, a.mu held, until done reports true or the request is over:
-// ended by the server, or past its end (its end status never came: a
-// reconnect drops requests). It returns ctx's error if ctx ends first.
-func (a *ahead) await(ctx context.Context, done func() bool) error {
-	for !done() && a.open {
-		left := time.Until(a.end)
-		if left <= 0 {
-			a.finish()
-			break
+// await waits, a.mu held, until done reports true. The request sent ahead
+// is ended once past its end (its end status never came: a reconnect
+// drops requests); done must become true when nothing is open, drained or
+// pulled. It returns ctx's error if ctx ends first, and errStopped if stop
+// is closed first.
+func (a *ahead) await(ctx context.Context, stop <-chan struct{}, done func() bool) error {
+	for !done() {
+		var expired <-chan time.Time
+		var t *time.Timer
+		if a.open {
+			left := time.Until(a.end)
+			if left <= 0 {
+				a.finish()
+				continue
+			}
+			t = time.NewTimer(left)
+			expired = t.C
+		}
+		if a.changed == nil {
+			a.changed = make(chan struct{})
 		}
 		ch := a.changed
 		a.mu.Unlock()
-		t := time.NewTimer(left)
+		stopped := false
 		select {
 		case <-ch:
-		case <-t.C:
+		case <-expired:
 		case <-ctx.Done():
+		case <-stop:
+			stopped = true
 		}
-		t.Stop()
+		if t != nil {
+			t.Stop()
+		}
 		a.mu.Lock()
 		if err := ctx.Err(); err != nil {
 			return err
 		}
+		if stopped {
+			return errStopped
+		}
 	}
 	return nil
 }
+
+// errStopped is await's error when its stop channel was closed.
+var errStopped = errors.New("stopped")
 
 // maybeAhead pulls ahead after Receive handed out out, when that was a full
 // batch and the server had more messages for the consumer.
@@ -155,12 +205,8 @@ func (d *Driver) onAhead(gen uint64, rm *nats.Msg) {
 		a.signal()
 		return
 	}
-	code, desc := rm.Header.Get("Status"), strings.ToLower(rm.Header.Get("Description"))
-	if code == "100" {
+	if over, _ := d.status(rm); !over {
 		return
-	}
-	if code == "503" || code == "409" && (strings.Contains(desc, "deleted") || strings.Contains(desc, "push based")) {
-		d.ready.Store(false)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -169,20 +215,82 @@ func (d *Driver) onAhead(gen uint64, rm *nats.Msg) {
 	}
 }
 
-// fromAhead serves Receive from the request sent ahead: used is false when
-// there is none. It hands out what has arrived, or waits for the request's
-// first message; when the request ends empty it returns nothing (the
-// caller asks again and pulls as usual).
+// drain reads the rest of a pull request whose Receive ended first, in a
+// goroutine, until the server ends it: got (read already) and what it
+// delivers wait in the driver for the next Receive, like messages pulled
+// ahead. left is how many more it may deliver, end when it is over at the
+// latest.
+func (d *Driver) drain(sub *nats.Subscription, ch <-chan *nats.Msg, got []arrival, left int, end time.Time) {
+	a := &d.ah
+	a.mu.Lock()
+	a.pulls++
+	a.drains++
+	a.mu.Unlock()
+	for _, g := range got {
+		d.keep(g.msg, g.at)
+	}
+	go func() {
+		defer func() {
+			_ = sub.Unsubscribe()
+			a.mu.Lock()
+			a.pulls--
+			a.drains--
+			a.signal()
+			a.mu.Unlock()
+		}()
+		t := time.NewTimer(time.Until(end))
+		defer t.Stop()
+		for left > 0 {
+			select {
+			case m := <-ch:
+				if isDelivery(m) {
+					d.keep(m, time.Now())
+					left--
+				} else if over, _ := d.status(m); over {
+					return
+				}
+			case <-t.C:
+				return
+			}
+		}
+	}()
+}
+
+// keep makes a message that arrived at time at wait in the driver.
+func (d *Driver) keep(rm *nats.Msg, at time.Time) {
+	m := d.track(rm, at, unleased)
+	if m == nil {
+		return
+	}
+	a := &d.ah
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.closed {
+		d.giveBack(m)
+		return
+	}
+	a.msgs = append(a.msgs, m)
+	a.signal()
+}
+
+// fromAhead serves Receive from the request sent ahead and the requests
+// being drained: used is false when there are none. It hands out what has
+// arrived, or waits for the requests' first message; when they end empty
+// it returns nothing (the caller asks again and pulls as usual).
 func (d *Driver) fromAhead(ctx context.Context, maxMessages int, lease time.Duration) (out []*triggers.Message, used bool, err error) {
 	a := &d.ah
 	a.mu.Lock()
-	if !a.open && len(a.msgs) == 0 {
+	if !a.open && a.drains == 0 && len(a.msgs) == 0 {
 		a.mu.Unlock()
 		return nil, false, nil
 	}
-	if err := a.await(ctx, func() bool { return len(a.msgs) > 0 }); err != nil {
+	err = a.await(ctx, d.done, func() bool { return len(a.msgs) > 0 || !a.open && a.drains == 0 })
+	if errors.Is(err, errStopped) || err == nil && d.isClosed() {
+		err = d.closedErr("receive from") // Close gives back what waits
+	}
+	if err != nil {
 		a.mu.Unlock()
-		return nil, true, err // what arrives later waits for the next Receive
+		return nil, true, err // what arrives later waits for the next Receive, or Close
 	}
 	k := min(len(a.msgs), maxMessages)
 	taken := a.msgs[:k:k]
@@ -225,14 +333,15 @@ func (d *Driver) giveBack(m *triggers.Message) {
 	_ = d.nc.Publish(dl.msg.Reply, ackNak)
 }
 
-// closeAhead waits for the request sent ahead to end, then gives back what
-// waits. A message handed back while the request is still open at the
-// server would be delivered to it again (nats-server 2.9 does not check
-// that the request's inbox is still listened to).
+// closeAhead waits for the request sent ahead, the requests being drained
+// and the Receives reading a request to end, then gives back what waits. A
+// message handed back while its request is still open at the server would
+// be delivered to it again (nats-server 2.9 does not check that the
+// request's inbox is still listened to).
 func (d *Driver) closeAhead() {
 	a := &d.ah
 	a.mu.Lock()
-	_ = a.await(context.Background(), func() bool { return false })
+	_ = a.await(context.Background(), nil, func() bool { return !a.open && a.pulls == 0 })
 	a.closed = true
 	a.finish()
 	waiting := a.msgs

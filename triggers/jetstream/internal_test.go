@@ -79,7 +79,7 @@ func TestRedact(t *testing.T) {
 	if strings.Contains(red, secret) || red != "nats://REDACTED@h:4222,tls://REDACTED@h2:4222,nats://h3:4222" {
 		t.Errorf("redacted = %q", red)
 	}
-	d := &Driver{secrets: secrets}
+	d := &Driver{link: link{secrets: secrets}}
 	base := errors.New("dial nats://user:" + secret + "@h:4222 failed, token t0ken" + secret)
 	err = d.scrub(base)
 	if strings.Contains(err.Error(), secret) || !errors.Is(err, base) {

@@ -71,8 +71,10 @@ type Options struct {
 	ReceiveWait time.Duration
 	// CreateIfMissing creates a missing stream (see Driver.Receive).
 	CreateIfMissing bool
-	// NATSOptions are added to the driver's own connection options (for
-	// example nats.UserCredentials); unused by New.
+	// NATSOptions are added to the driver's connection options (for
+	// example nats.UserCredentials); a driver with NATSOptions has a
+	// connection of its own rather than the server URL's shared one.
+	// Unused by New.
 	NATSOptions []nats.Option
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"strconv"
 	"strings"
@@ -278,6 +279,29 @@ func (Harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue, 
 		MissingQueue: func(ctx context.Context) (triggers.Driver, error) {
 			return jetstream.Open(ctx, URL(), jetstream.Options{Stream: f.Stream + "_MISSING", Subject: f.Subject + "-missing"})
 		},
+		OpenPublisher: func(ctx context.Context) (triggers.Publisher, error) {
+			return jetstream.OpenPublisherURL(ctx, f.URL(), f.OpenOptions())
+		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			return jetstream.OpenPoisonURL(ctx, f.URL(), f.OpenOptions())
+		},
 		Capabilities: drivertest.Capabilities{Leases: true, Properties: true},
 	}, nil
+}
+
+// URL returns the trigger URL of the fixture's stream and subject
+// (nats://<subject>?stream=<stream>).
+func (f *Fixture) URL() *url.URL {
+	return &url.URL{Scheme: "nats", Host: f.Subject, RawQuery: url.Values{"stream": {f.Stream}}.Encode()}
+}
+
+// OpenOptions returns options whose Lookup gives the server URL (URL) as
+// jetstream.ServerURLSetting.
+func (f *Fixture) OpenOptions() triggers.OpenOptions {
+	return triggers.OpenOptions{Lookup: func(name string) (string, bool) {
+		if name == jetstream.ServerURLSetting {
+			return URL(), true
+		}
+		return "", false
+	}}
 }

@@ -1,0 +1,111 @@
+// Package jetstream is the jobhost trigger driver for one NATS JetStream
+// durable pull consumer, URL scheme nats:// (see OptionsFromURL and OpenURL).
+// Importing it registers the scheme (triggers.Register) with its trigger
+// driver (OpenURL), publisher (OpenPublisherURL) and poison administration
+// (OpenPoisonURL).
+//
+// Engine choice: gocloud's natspubsub v0.46 is core NATS only. The JetStream
+// driver github.com/pitabwire/natspubsub v0.7.12 sits behind gocloud's
+// Subscription, which prefetches and buffers (and it keeps a half-read Fetch
+// batch across calls), so buffered messages outlive their ack wait; its Ack
+// is fire-and-forget with errors dropped, Nack is a plain Nak, InProgress,
+// Term and NumDelivered are reachable only through As, headers are
+// URL-unescaped on receive, and dial errors quote the URL with credentials.
+// This package uses nats.go directly: pull requests it controls, nothing
+// buffered beyond MaxAckPending and nothing left to expire in a buffer,
+// broker-native NumDelivered, NakWithDelay, InProgress and Term, and
+// acknowledgements that wait for the server's reply.
+//
+// # Semantics
+//
+//   - Receive sends one pull request {batch, expires, no_wait} and reads it to
+//     its end: the server answers at once with what is available, or waits up
+//     to ReceiveWait (2 s) for the first message. At most min(max, Prefetch)
+//     messages are returned; the consumer's MaxAckPending is Prefetch, so the
+//     server never lets this durable (all its workers together) hold more
+//     unacknowledged messages. Messages retried with a delay stay "pending"
+//     on the server until redelivered and count against MaxAckPending.
+//     When ctx ends (or Close is called) while Receive waits, it returns at
+//     once; its request, which cannot be withdrawn, is read to its end in
+//     the background, and what it delivers waits in the driver, as messages
+//     pulled ahead do (below), for the next Receive.
+//   - Pulling ahead: when Receive returns a full batch and the server said
+//     more messages were waiting, the driver at once sends a request for
+//     Prefetch more (waiting up to 500 ms), which the server fills as
+//     acknowledgements free MaxAckPending slots; the next Receive returns
+//     those without a round trip. Such a message waits in the driver with
+//     InProgress sent every AckWait/2 (so it is not redelivered and its
+//     NumDelivered does not grow), and its lease starts when Receive hands
+//     it out. Close waits for that request to end, then Naks what is still
+//     waiting, so another worker gets it at once (with NumDelivered one
+//     more). A backlog therefore flows without a gap between batches.
+//   - ID is the Nats-Msg-Id header when the message has one, else the stream
+//     sequence in decimal. DequeueCount is the server's NumDelivered, which
+//     survives restarts and is shared by all workers. InsertionTime is the
+//     stream timestamp; ExpirationTime is InsertionTime + the stream's MaxAge
+//     (zero without one). Properties are the headers (first value of each).
+//     Source is "<stream>/<consumer>".
+//   - Leases. A consumer the driver creates gets AckWait = the lease of the
+//     first Receive (at least 1 s); the runtime always passes the same lease,
+//     so the server redelivers an abandoned message (crashed worker) when its
+//     lease ends, as WebJobs does. An existing consumer keeps its AckWait
+//     (so workers with other leases do not change it under each other),
+//     unless Options.AckWait is set; to apply a new lease to a durable,
+//     set AckWait or delete the consumer. A lease shorter than AckWait is
+//     enforced by the driver: when it ends, the driver Naks the message. A
+//     lease longer than AckWait (Receive or ExtendLease) is kept by the
+//     driver sending InProgress every AckWait/2; if the worker dies, the
+//     server redelivers within AckWait. (InProgress alone only restarts the
+//     AckWait clock; it cannot set another length.) A Nak delay is counted
+//     by the server from AckWait, so changing AckWait shifts pending delays.
+//   - JetStream accepts an ack for a message from any earlier delivery of it
+//     (it acks by stream sequence), so settling a message after its lease
+//     could remove a message another worker now holds. The driver refuses:
+//     once a lease (or the server's ack wait) has run out, or the same driver
+//     has received the message again, Complete, Retry, ExtendLease and
+//     DeadLetter return an error wrapping triggers.ErrLeaseLost without
+//     contacting the server, as do repeated settlements. A settlement the
+//     server has no consumer for (no responders) also maps to ErrLeaseLost.
+//   - Complete acks and waits for the server's reply. Retry(delay) is a Nak
+//     (NakWithDelay when delay > 0); the next delivery's NumDelivered is one
+//     more. ExtendLease sends InProgress and waits for the reply.
+//   - DeadLetter publishes body and headers unchanged to the poison subject
+//     (minus publish-control headers Nats-Expected-*, Nats-Rollup, Nats-TTL,
+//     Nats-Batch-*, Nats-Schedule*, Nats-Incr, Nats-Required-Api-Level), adds
+//     Jobhost-Reason, Jobhost-Source and Jobhost-Source-Sequence, and a
+//     Nats-Msg-Id of "<stream>:<seq>" when the message has none (so a repeated
+//     DeadLetter is de-duplicated by the poison stream); it waits for the
+//     publish ack, then Terms the original so JetStream stops redelivering it.
+//     The poison subject (default "<subject>-poison") is captured by whichever
+//     stream already captures it, or by a stream "<STREAM>_POISON" (file
+//     storage, limits retention, no limits) that the driver creates, or adds
+//     the subject to, on first use. A poison subject that the trigger's own
+//     consumer would receive is refused.
+//   - A missing stream makes Receive fail with an error wrapping
+//     triggers.ErrNotFound, unless CreateIfMissing, which creates a
+//     file-storage stream with work-queue retention (Complete deletes the
+//     message, like a queue; the server then allows one consumer per
+//     subject) capturing the filter subject, or the stream name when there
+//     is no filter subject. The durable consumer is created
+//     (explicit ack, MaxDeliver unlimited: the runtime decides when to poison)
+//     or updated (AckWait, MaxAckPending) on the first Receive, and again
+//     after the server reports it missing. An existing consumer must be a
+//     pull consumer with explicit ack, the same filter subject and no BackOff.
+//   - Drivers, publishers and poison administrations opened on the same
+//     server URL share one connection, counted: the last Close closes it.
+//     It reconnects for ever; while it is down, Receive and settlements
+//     fail (nothing is buffered for later), then work again. Server URLs
+//     are never shown with their credentials.
+//   - Close is idempotent; after it every method fails promptly with an
+//     error wrapping triggers.ErrClosed.
+//
+// Server quirks (nats-server 2.9.10): a Nak with delay keeps the message
+// pending (it counts against MaxAckPending until redelivered); an ack is
+// answered even when the message was not pending, so a late ack cannot be
+// detected from the reply; a redelivery that finds only an expired, not yet
+// removed pull request makes the server deliver the consumer's last new
+// message again with NumDelivered 1 (fixed in later 2.10 releases): Receive
+// keeps its requests from expiring near the redeliveries it can foresee;
+// creating a stream while the account's last stream is being deleted fails
+// with "error creating store for stream" (10049), which the driver retries.
+package jetstream
