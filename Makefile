@@ -27,11 +27,15 @@ run: $(AZURITE) build
 run-longoperation: $(AZURITE) build
 	@bash examples/longoperation/run.sh
 
-# The whole suite against real servers; tests start their own Azurite.
+# The whole suite against real servers; tests start their own Azurite. The
+# host and the drivers (where concurrency lives) run under the race
+# detector, the rest without it.
+RACE_PKGS := ./runtime/... ./triggers/...
 test: $(AZURITE)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
-	$(GO) test -count=1 -timeout 12m ./...
+	$(GO) test -count=1 -timeout 12m -race $(RACE_PKGS)
+	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers')
 
 clean:
 	rm -rf bin

@@ -25,6 +25,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/internal/invocation"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -32,12 +33,12 @@ import (
 // payload bound to T. Returning nil completes the message; an error (or a
 // panic) fails this attempt, which is retried until maxDequeueCount and then
 // poisoned.
+//
+// msg is the invocation's own copy of the message as it was delivered: the
+// host never changes it while the function runs (lease renewals update the
+// driver's copy), and its Body shares no bytes with the broker's or the
+// poison copy's, so the function may read it from any goroutine and keep it.
 type Handler[T any] func(ctx context.Context, in T, msg *triggers.Message) error
-
-// Invoker is a registered function with its binding done: it binds payload
-// (the decoded message body) and calls the handler. A payload that cannot be
-// bound gives a *bindings.Error without calling the handler.
-type Invoker func(ctx context.Context, payload []byte, msg *triggers.Message) error
 
 // Trigger is a function's trigger binding: an Azure Storage Queue name, or
 // a subscription URL for any other broker.
@@ -150,10 +151,18 @@ type Definition struct {
 	Trigger Trigger
 	// Settings are the overrides given at registration.
 	Settings Settings
-	// Invoke binds a payload and calls the handler.
-	Invoke Invoker
 	// ArgType names the argument type, for listings.
 	ArgType string
+
+	invoke func(ctx context.Context, payload []byte, msg *triggers.Message) error
+}
+
+// Invoke binds payload (the decoded message body) to the function's
+// argument and calls it with msg, as the host does (without its retries,
+// outputs or timeout): a function's tests can call it directly. A payload
+// that cannot be bound gives a *bindings.Error without calling the handler.
+func (d *Definition) Invoke(ctx context.Context, payload []byte, msg *triggers.Message) error {
+	return d.invoke(ctx, payload, msg)
 }
 
 // Registry holds registered functions. The zero value is ready to use.
@@ -209,7 +218,7 @@ func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ..
 	}
 	if h != nil {
 		bind := bindings.NewBinder[T]()
-		def.Invoke = func(ctx context.Context, payload []byte, msg *triggers.Message) error {
+		def.invoke = func(ctx context.Context, payload []byte, msg *triggers.Message) error {
 			v, err := bind(payload)
 			if err != nil {
 				return err
@@ -255,45 +264,9 @@ func (r *Registry) Problems() []error {
 	return append([]error(nil), r.problems...)
 }
 
-type ctxKey int
-
-const (
-	invocationKey ctxKey = iota
-	pendingKey
-)
-
-// invocation is what an invocation's context carries. Its logger is made
-// on first use: most functions never log, and a zap logger With a field
-// costs an encoder clone.
-type invocation struct {
-	base *zap.Logger
-	id   string
-	once sync.Once
-	log  *zap.Logger
-}
-
-// WithInvocation returns ctx carrying the invocation's logger and id; the
-// runtime calls it before invoking a function. Logger adds the
-// invocationId field to logger when first asked.
-func WithInvocation(ctx context.Context, logger *zap.Logger, invocationID string) context.Context {
-	return context.WithValue(ctx, invocationKey, &invocation{base: logger, id: invocationID})
-}
-
 // Logger returns the invocation's logger (category Function.<Name>.User,
 // with its invocationId), or a no-op logger outside an invocation.
-func Logger(ctx context.Context) *zap.Logger {
-	inv, ok := ctx.Value(invocationKey).(*invocation)
-	if !ok || inv.base == nil {
-		return zap.NewNop()
-	}
-	inv.once.Do(func() { inv.log = inv.base.With(zap.String("invocationId", inv.id)) })
-	return inv.log
-}
+func Logger(ctx context.Context) *zap.Logger { return invocation.Logger(ctx) }
 
 // InvocationID returns the id of the current invocation, or "".
-func InvocationID(ctx context.Context) string {
-	if inv, ok := ctx.Value(invocationKey).(*invocation); ok {
-		return inv.id
-	}
-	return ""
-}
+func InvocationID(ctx context.Context) string { return invocation.ID(ctx) }

@@ -3,6 +3,7 @@ package functions
 import (
 	"context"
 	"errors"
+	"github.com/jobhost/jobhost/internal/invocation"
 	"strings"
 	"testing"
 	"time"
@@ -31,7 +32,7 @@ func TestInvokeBindsAndCalls(t *testing.T) {
 	if *d.Settings.BatchSize != 3 || *d.Settings.FunctionTimeout != time.Second || *d.Settings.MessageEncoding != bindings.None {
 		t.Errorf("settings %+v", d.Settings)
 	}
-	ctx := WithInvocation(context.Background(), zap.NewNop(), "inv-1")
+	ctx := invocation.With(context.Background(), zap.NewNop(), "inv-1")
 	if err := d.Invoke(ctx, []byte(`{"n": 5}`), &triggers.Message{}); err == nil || err.Error() != "handler error" || got.N != 5 {
 		t.Errorf("err=%v got=%+v", err, got)
 	}

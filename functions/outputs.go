@@ -1,10 +1,14 @@
 package functions
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"reflect"
-	"sync"
+	"slices"
+
+	"github.com/jobhost/jobhost/internal/invocation"
 
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -65,10 +69,11 @@ func AddResult[T, R any](r *Registry, name string, trigger Trigger, output strin
 			if nilable && reflect.ValueOf(&res).Elem().IsNil() {
 				return nil
 			}
-			return pendingFrom(ctx).add(ReturnOutput, res)
+			return add(ctx, ReturnOutput, res)
 		}
 	}
-	Add(r, name, trigger, wrapped, append(opts, WithOutput(ReturnOutput, output))...)
+	// Clipped: appending must not write into the caller's backing array.
+	Add(r, name, trigger, wrapped, append(slices.Clip(opts), WithOutput(ReturnOutput, output))...)
 }
 
 func isNilable[R any]() bool {
@@ -81,70 +86,51 @@ func isNilable[R any]() bool {
 
 // Collector adds messages to a declared output of the running invocation.
 type Collector[T any] struct {
-	p    *Pending
+	ctx  context.Context
 	name string
 }
 
 // Collect returns the collector of the output named name for the running
 // invocation.
 func Collect[T any](ctx context.Context, name string) *Collector[T] {
-	return &Collector[T]{p: pendingFrom(ctx), name: name}
+	return &Collector[T]{ctx: ctx, name: name}
 }
 
-// Add queues v (JSON for structs; strings and []byte as they are) to be
-// sent when the function succeeds. It fails when the function declared no
-// output of that name.
-func (c *Collector[T]) Add(v T) error { return c.p.add(c.name, v) }
+// Add queues v to be sent when the function succeeds: a struct as JSON, a
+// string or []byte as it is. v is encoded now, so changing it afterwards
+// (a pointer reused in a loop) does not change what is sent. It fails when
+// the function declared no output of that name, or v cannot be encoded as
+// JSON.
+func (c *Collector[T]) Add(v T) error { return add(c.ctx, c.name, v) }
 
-// OutputItem is one value a function produced for an output.
-type OutputItem struct {
-	Output string
-	Value  any
-}
-
-// Pending holds an invocation's output items until the host sends them.
-type Pending struct {
-	mu    sync.Mutex
-	names map[string]bool
-	items []OutputItem
-}
-
-// NewPending returns the holder for an invocation of a function with the
-// given outputs.
-func NewPending(outputs []OutputBinding) *Pending {
-	p := &Pending{names: make(map[string]bool, len(outputs))}
-	for _, o := range outputs {
-		p.names[o.Name] = true
+// add encodes v and records it for the invocation's output name. A value
+// that cannot be encoded is recorded with its error too, so the invocation
+// fails even if the function ignores what Add returned.
+func add(ctx context.Context, name string, v any) error {
+	body, err := encode(v)
+	if err != nil {
+		err = fmt.Errorf("output %q: %w", name, err)
 	}
-	return p
-}
-
-func (p *Pending) add(name string, v any) error {
-	if p == nil {
-		return fmt.Errorf("output %q: not inside an invocation", name)
+	if perr := invocation.PendingFrom(ctx).Add(invocation.Item{Output: name, Value: v, Body: body, Err: err}); perr != nil {
+		return perr
 	}
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if !p.names[name] {
-		return fmt.Errorf("output %q: the function declares no output of that name (functions.WithOutput)", name)
+	return err
+}
+
+// encode is how an output value becomes a message body: JSON, except that
+// strings and bytes go as they are (copied).
+func encode(v any) ([]byte, error) {
+	switch x := v.(type) {
+	case string:
+		return []byte(x), nil
+	case []byte:
+		return bytes.Clone(x), nil
+	case json.RawMessage:
+		return bytes.Clone(x), nil
 	}
-	p.items = append(p.items, OutputItem{Output: name, Value: v})
-	return nil
-}
-
-// Items returns what the invocation produced, in order.
-func (p *Pending) Items() []OutputItem {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return append([]OutputItem(nil), p.items...)
-}
-
-// WithPending returns ctx carrying p; the runtime calls it before invoking.
-func WithPending(ctx context.Context, p *Pending) context.Context {
-	return context.WithValue(ctx, pendingKey, p)
-}
-
-func pendingFrom(ctx context.Context) *Pending {
-	p, _ := ctx.Value(pendingKey).(*Pending)
-	return p
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, fmt.Errorf("cannot encode %T as JSON: %w", v, err)
+	}
+	return b, nil
 }

@@ -47,7 +47,7 @@ func benchListener(b *testing.B, levels map[string]string, opts ...functions.Opt
 	if err != nil {
 		b.Fatal(err)
 	}
-	return newListener(funcs[0], nopDriver{}, logs, context.Background())
+	return newListener(funcs[0], nopDriver{}, logs, context.Background(), nil)
 }
 
 // BenchmarkDispatch is the host's cost per message, JSON decoding excluded

@@ -47,8 +47,10 @@ type Options struct {
 	// Logs receives the host's logs (default: JSON to stderr).
 	Logs *Logs
 	// Open opens a function's driver (default: the Azure Storage Queue of
-	// the function's connection).
+	// the function's connection, or the registered driver of its URL).
 	Open OpenFunc
+	// Middleware wraps every invocation, the first outermost.
+	Middleware []Middleware
 }
 
 // Host runs registered functions until its context ends.
@@ -61,6 +63,7 @@ type Host struct {
 	warnings  []string
 	outputs   *outputs
 	callbacks *callbacks
+	mws       []Middleware
 	// wakers maps "<connection>|<queue>" of Storage Queue listeners to
 	// their wake channels (fast wake).
 	wakers map[string][]chan struct{}
@@ -91,7 +94,7 @@ func New(o Options) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: o.Config, funcs: funcs, logs: o.Logs,
-		log: o.Logs.Category(CategoryHost), open: o.Open}
+		log: o.Logs.Category(CategoryHost), open: o.Open, mws: o.Middleware}
 	h.callbacks = newCallbacks(o.Config.Callbacks, o.Logs.Category(CategoryCallbacks))
 	var probs []Problem
 	for _, fc := range funcs {
@@ -195,7 +198,7 @@ func (h *Host) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
 		}
-		l := newListener(fc, drv, h.logs, hard)
+		l := newListener(fc, drv, h.logs, hard, h.mws)
 		l.outputs, l.callbacks = h.outputs, h.callbacks
 		if fc.URL == nil {
 			key := fc.Connection + "|" + fc.Queue

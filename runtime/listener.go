@@ -15,6 +15,7 @@ import (
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/internal/invocation"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -47,16 +48,24 @@ type listener struct {
 	freed       chan struct{}          // signalled when in-flight work falls to the threshold
 	invocations sync.WaitGroup         // the workers
 
+	call       Handler // the function, wrapped in the host's middleware; nil without any
 	outputs    *outputs
 	callbacks  *callbacks
 	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
 	wakePoison func()        // wakes this host's listener of the poison queue, if any
 }
 
-func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context) *listener {
+func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context, mws []Middleware) *listener {
 	cat := CategoryFunction + "." + fc.Name()
+	var call Handler
+	if len(mws) > 0 {
+		call = chain(func(ctx context.Context, inv *Invocation) error {
+			return inv.Function.Definition.Invoke(ctx, inv.Payload, inv.Message)
+		}, mws)
+	}
 	return &listener{
-		fc: fc, drv: drv, hard: hard,
+		call: call,
+		fc:   fc, drv: drv, hard: hard,
 		log: logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
 		results: logs.Category(cat).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)).
 			WithOptions(zap.WithCaller(false)),
@@ -249,10 +258,14 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	var (
 		outcome string
 		runErr  error
-		pending *functions.Pending
+		pending *invocation.Pending
 		payload []byte
 	)
-	payload, decodeErr := q.MessageEncoding.Decode(m.Body)
+	// The function gets a copy of its own: renewal and settlement change
+	// the driver's m while it runs, and its body must not alias the
+	// broker's bytes or the poison copy's.
+	view := m.Clone()
+	payload, decodeErr := q.MessageEncoding.Decode(view.Body)
 	switch err := decodeErr; {
 	case int(m.DequeueCount) > l.attempts():
 		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed by maxDequeueCount or retry.maxRetryCount (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
@@ -262,9 +275,9 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		outcome = l.poison(m, id, runErr)
 	default:
 		if len(l.fc.Outputs) > 0 {
-			pending = functions.NewPending(l.fc.Definition.Settings.Outputs)
+			pending = invocation.NewPending(l.fc.outputNames)
 		}
-		runErr = l.invoke(m, id, payload, pending, w.renewal, start)
+		runErr = l.invoke(m, view, id, payload, pending, w.renewal, start)
 		if runErr == nil && pending != nil {
 			// Outputs go only after success, and before the trigger message
 			// is completed: a crash in between duplicates, never loses.
@@ -294,7 +307,7 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 
 // notify posts the completion callback of a finally settled message, if
 // the function has one.
-func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error, pending *functions.Pending, payload []byte, start time.Time) {
+func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error, pending *invocation.Pending, payload []byte, start time.Time) {
 	target := l.fc.CallbackURL
 	if f := l.fc.CallbackField; f != "" {
 		if payload == nil {
@@ -330,7 +343,7 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
-func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pending *functions.Pending, r *renewal, start time.Time) (err error) {
+func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error) {
 	r.begin(m, start)
 	defer r.end()
 	ctx := l.hard
@@ -339,9 +352,9 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pendin
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
 	}
-	ctx = functions.WithInvocation(ctx, l.user, id)
+	ctx = invocation.With(ctx, l.user, id)
 	if pending != nil {
-		ctx = functions.WithPending(ctx, pending)
+		ctx = invocation.WithPending(ctx, pending)
 	}
 	defer func() {
 		if r := recover(); r != nil {
@@ -350,7 +363,11 @@ func (l *listener) invoke(m *triggers.Message, id string, payload []byte, pendin
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
-	err = l.fc.Definition.Invoke(ctx, payload, m)
+	if l.call != nil {
+		err = l.call(ctx, &Invocation{ID: id, Function: l.fc, Message: view, Payload: payload, Start: start})
+	} else {
+		err = l.fc.Definition.Invoke(ctx, payload, view)
+	}
 	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && l.hard.Err() == nil {
 		err = fmt.Errorf("function timed out after %s: %w", l.fc.FunctionTimeout, err)
 	}

@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/url"
@@ -11,9 +10,9 @@ import (
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/internal/invocation"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
-	"github.com/jobhost/jobhost/triggers/pubsub"
 )
 
 // OutputConfig is one declared output of a function, with %Setting%
@@ -80,8 +79,8 @@ func outputTarget(s string) (string, error) {
 		if err != nil {
 			return "", errors.New("not a valid URL")
 		}
-		if _, ok := lookupScheme(u.Scheme); !ok {
-			return "", fmt.Errorf("unknown scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", "))
+		if _, err := lookupScheme(u.Scheme); err != nil {
+			return "", err
 		}
 		return s, nil
 	}
@@ -104,12 +103,14 @@ type outputs struct {
 	pubs map[string]*outPublisher
 }
 
+// outPublisher is the publisher of one output target, opened on first
+// use under its own lock (never the host-wide one: dialling a broker must
+// not hold up sends to other targets).
 type outPublisher struct {
-	pub     triggers.Publisher
+	mu      sync.Mutex
+	pub     triggers.Publisher // nil until opened
 	storage *azurequeue.Driver
-	close   func() error
-	once    sync.Once
-	created error
+	created bool // the Storage Queue exists (a failed create is tried again)
 }
 
 // planned is one encoded item ready to send.
@@ -121,7 +122,7 @@ type planned struct {
 
 // send resolves, encodes and checks every item first, then sends them; a
 // problem found before sending sends nothing.
-func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []functions.OutputItem, m *triggers.Message, payload []byte) error {
+func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []invocation.Item, m *triggers.Message, payload []byte) error {
 	byName := make(map[string]*OutputConfig, len(fc.Outputs))
 	for _, oc := range fc.Outputs {
 		byName[oc.Name] = oc
@@ -133,6 +134,9 @@ func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []function
 		if oc.Target == "" {
 			continue // kept for the completion callback only
 		}
+		if it.Err != nil {
+			return fmt.Errorf("function %s: %w", fc.Name(), it.Err)
+		}
 		raw, err := oc.expr.Resolve(data)
 		if err == nil {
 			raw, err = outputTarget(raw)
@@ -140,16 +144,12 @@ func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []function
 		if err != nil {
 			return fmt.Errorf("function %s: output %s: %w", fc.Name(), it.Output, err)
 		}
-		body, err := encodeItem(it.Value)
-		if err != nil {
-			return fmt.Errorf("function %s: output %s: %w", fc.Name(), it.Output, err)
-		}
-		p := planned{output: it.Output, target: raw, connection: oc.Connection, storage: !strings.Contains(raw, "://"), body: body}
+		p := planned{output: it.Output, target: raw, connection: oc.Connection, storage: !strings.Contains(raw, "://"), body: it.Body}
 		if p.storage {
 			if p.connection == "" {
 				p.connection = "Storage"
 			}
-			p.body = o.encoding(p.connection, raw).Encode(body)
+			p.body = o.encoding(p.connection, raw).Encode(it.Body)
 			if len(p.body) > maxStorageMessage {
 				return fmt.Errorf("function %s: output %s: the message to queue %s is %d bytes after encoding; a Storage Queue message is at most %d",
 					fc.Name(), it.Output, raw, len(p.body), maxStorageMessage)
@@ -168,78 +168,55 @@ func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []function
 	return nil
 }
 
-func encodeItem(v any) ([]byte, error) {
-	switch x := v.(type) {
-	case string:
-		return []byte(x), nil
-	case []byte:
-		return x, nil
-	case json.RawMessage:
-		return x, nil
-	}
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, fmt.Errorf("cannot encode %T as JSON: %w", v, err)
-	}
-	return b, nil
-}
-
 func (o *outputs) publish(ctx context.Context, p planned) error {
 	pub, err := o.publisher(ctx, p)
 	if err != nil {
 		return err
 	}
-	if pub.storage != nil {
-		// The output queue is created when missing, once per host.
-		pub.once.Do(func() { pub.created = pub.storage.Create(ctx) })
-		if pub.created != nil {
-			return pub.created
-		}
-	}
-	_, err = pub.pub.Publish(ctx, p.body, nil)
+	_, err = pub.Publish(ctx, p.body, nil)
 	return err
 }
 
-func (o *outputs) publisher(ctx context.Context, p planned) (*outPublisher, error) {
+// publisher returns the open publisher of p's target, opening it (and, for
+// a Storage Queue, creating the queue) on first use. A failed open or
+// create is not kept: the next send tries again.
+func (o *outputs) publisher(ctx context.Context, p planned) (triggers.Publisher, error) {
 	key := p.connection + "|" + p.target
 	o.mu.Lock()
-	defer o.mu.Unlock()
-	if pub, ok := o.pubs[key]; ok {
-		return pub, nil
+	op, ok := o.pubs[key]
+	if !ok {
+		op = &outPublisher{}
+		o.pubs[key] = op
 	}
-	pub := &outPublisher{close: func() error { return nil }}
-	if p.storage {
-		c, err := o.azure.client(p.connection)
-		if err != nil {
+	o.mu.Unlock()
+
+	op.mu.Lock()
+	defer op.mu.Unlock()
+	if op.pub == nil {
+		if p.storage {
+			c, err := o.azure.client(p.connection)
+			if err != nil {
+				return nil, err
+			}
+			op.storage = azurequeue.New(c, p.target, azurequeue.Options{CreateIfMissing: true})
+			op.pub = op.storage
+		} else {
+			u, _ := url.Parse(p.target)
+			pub, err := OpenPublisher(ctx, u, p.connection, true, o.settings)
+			if err != nil {
+				return nil, err
+			}
+			op.pub = pub
+		}
+	}
+	if op.storage != nil && !op.created {
+		// The output queue is created when missing, once it succeeds.
+		if err := op.storage.Create(ctx); err != nil {
 			return nil, err
 		}
-		pub.storage = azurequeue.New(c, p.target, azurequeue.Options{CreateIfMissing: true})
-		pub.pub = pub.storage
-	} else {
-		u, _ := url.Parse(p.target)
-		opts := triggers.OpenOptions{Lookup: o.settings.Lookup, Connection: p.connection, Prefetch: 1, CreateIfMissing: true}
-		if isGocloud(u.Scheme) {
-			t, err := pubsub.OpenTopicURL(ctx, u, opts)
-			if err != nil {
-				return nil, err
-			}
-			pub.pub, pub.close = t, t.Close
-		} else {
-			open, _ := lookupScheme(u.Scheme)
-			d, err := open(ctx, u, opts)
-			if err != nil {
-				return nil, err
-			}
-			pp, ok := d.(triggers.Publisher)
-			if !ok {
-				d.Close()
-				return nil, fmt.Errorf("the %s driver cannot publish", u.Scheme)
-			}
-			pub.pub, pub.close = pp, d.Close
-		}
+		op.created = true
 	}
-	o.pubs[key] = pub
-	return pub, nil
+	return op.pub, nil
 }
 
 // close closes every publisher.
@@ -248,18 +225,13 @@ func (o *outputs) close() error {
 	defer o.mu.Unlock()
 	var errs []error
 	for _, p := range o.pubs {
-		errs = append(errs, p.close())
+		p.mu.Lock()
+		if p.pub != nil {
+			errs = append(errs, p.pub.Close())
+		}
+		p.mu.Unlock()
 	}
 	return errors.Join(errs...)
-}
-
-func isGocloud(scheme string) bool {
-	for _, s := range pubsub.Schemes {
-		if s == scheme {
-			return true
-		}
-	}
-	return false
 }
 
 func displayTarget(t string) string {

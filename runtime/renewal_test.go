@@ -54,7 +54,7 @@ func TestRenewalReused(t *testing.T) {
 		t.Fatal(err)
 	}
 	d := &extendDriver{extends: map[string][]time.Time{}}
-	l := newListener(funcs[0], d, logs, context.Background())
+	l := newListener(funcs[0], d, logs, context.Background(), nil)
 	r := l.newRenewal()
 
 	now := time.Now()

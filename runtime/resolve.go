@@ -28,6 +28,9 @@ type FunctionConfig struct {
 	Poison string
 	// Outputs are the function's declared outputs.
 	Outputs []*OutputConfig
+	// outputNames are the declared outputs' names (an invocation's Pending
+	// accepts these).
+	outputNames []string
 	// CallbackURL is the completion callback's fixed URL (%Setting%
 	// resolved); CallbackField names the message field holding it instead.
 	CallbackURL, CallbackField string
@@ -93,8 +96,8 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 			bad("queue", "not a valid URL: "+Redact(err.Error()))
 			break
 		}
-		if _, ok := lookupScheme(u.Scheme); !ok {
-			bad("queue", fmt.Sprintf("unknown trigger scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", ")))
+		if _, err := lookupScheme(u.Scheme); err != nil {
+			bad("queue", err.Error())
 			break
 		}
 		fc.URL = u
@@ -115,6 +118,9 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 	}
 
 	fc.Outputs = resolveOutputs(def, settings, bad)
+	for _, ob := range def.Settings.Outputs {
+		fc.outputNames = append(fc.outputNames, ob.Name)
+	}
 	if cb := def.Settings.Callback; cb != nil {
 		fc.CallbackField = cb.Field
 		if cb.URL != "" {

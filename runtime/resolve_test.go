@@ -62,7 +62,7 @@ func TestResolveURLProblems(t *testing.T) {
 	functions.Add(reg, "B", functions.SubscriptionTrigger("%Unset%"), noop)
 	_, _, err := ResolveFunctions(DefaultConfig(), reg, NewAppSettings(nil))
 	got := problems(t, err)
-	if len(got) != 2 || !strings.Contains(got[0], `unknown trigger scheme "gopher"`) || !strings.Contains(got[1], "Unset") {
+	if len(got) != 2 || !strings.Contains(got[0], `unknown scheme "gopher"`) || !strings.Contains(got[1], "Unset") {
 		t.Errorf("got %q", got)
 	}
 }

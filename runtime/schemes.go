@@ -2,60 +2,33 @@ package runtime
 
 import (
 	"context"
-	"fmt"
-	"maps"
+	"errors"
 	"net/url"
-	"slices"
-	"strings"
-	"sync"
 
 	"github.com/jobhost/jobhost/triggers"
-	"github.com/jobhost/jobhost/triggers/jetstream"
-	"github.com/jobhost/jobhost/triggers/memqueue"
-	"github.com/jobhost/jobhost/triggers/pubsub"
-	"github.com/jobhost/jobhost/triggers/rabbitmq"
-	"github.com/jobhost/jobhost/triggers/servicebus"
+	// memqueue:// is the in-process queue: no dependency, so every host
+	// has it for tests and single-process use.
+	_ "github.com/jobhost/jobhost/triggers/memqueue"
 )
 
-var (
-	schemesMu sync.RWMutex
-	schemes   = map[string]triggers.OpenURLFunc{}
-)
+// The host links only the Azure Storage Queue driver and memqueue. Other
+// brokers' drivers register their URL schemes with package triggers when a
+// program imports them (or triggers/all for every one); a trigger or output
+// URL whose driver is not linked is a configuration problem naming the
+// import to add.
 
-func init() {
-	for _, s := range pubsub.Schemes {
-		schemes[s] = pubsub.OpenURL
-	}
-	schemes[rabbitmq.Scheme] = rabbitmq.OpenURL
-	schemes["azuresb"] = servicebus.OpenURL
-	schemes["nats"] = jetstream.OpenURL
-	schemes[memqueue.Scheme] = memqueue.OpenURL
-}
-
-// RegisterScheme makes URL triggers with scheme open through open,
-// replacing any driver registered for it. Call it before New.
-func RegisterScheme(scheme string, open triggers.OpenURLFunc) {
-	schemesMu.Lock()
-	defer schemesMu.Unlock()
-	schemes[scheme] = open
-}
-
-func lookupScheme(scheme string) (triggers.OpenURLFunc, bool) {
-	schemesMu.RLock()
-	defer schemesMu.RUnlock()
-	f, ok := schemes[scheme]
-	return f, ok
-}
-
-func schemeNames() []string {
-	schemesMu.RLock()
-	defer schemesMu.RUnlock()
-	return slices.Sorted(maps.Keys(schemes))
+// lookupScheme returns the registration of scheme or an error naming the
+// import that provides it.
+func lookupScheme(scheme string) (triggers.Scheme, error) {
+	return triggers.Lookup(scheme)
 }
 
 // openURL opens a URL trigger's driver.
 func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (triggers.Driver, error) {
-	open, _ := lookupScheme(fc.URL.Scheme)
+	s, err := lookupScheme(fc.URL.Scheme)
+	if err != nil {
+		return nil, err
+	}
 	u := fc.URL
 	if u.Scheme == "azuresb" && fc.Queues.MaxRenewal > 0 && !u.Query().Has("max_auto_lock_renewal_duration") {
 		// extensions.serviceBus.maxAutoLockRenewalDuration reaches the driver.
@@ -65,7 +38,7 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 		c.RawQuery = q.Encode()
 		u = &c
 	}
-	return open(ctx, u, triggers.OpenOptions{
+	return s.Subscription(ctx, u, triggers.OpenOptions{
 		Lookup:          settings.Lookup,
 		Connection:      fc.Connection,
 		Prefetch:        fc.Queues.BatchSize + fc.Queues.NewBatchThreshold,
@@ -75,13 +48,41 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 }
 
 // OpenURL opens the driver of a subscription URL the way the host would
-// for a function bound to it (the CLI's send uses it). connection names
+// for a function bound to it (the CLI's peek uses it). connection names
 // the app setting with the server URL; empty means the driver's default.
 // create lets the driver create a missing queue or stream.
 func OpenURL(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Driver, error) {
-	if _, ok := lookupScheme(u.Scheme); !ok {
-		return nil, fmt.Errorf("unknown trigger scheme %q (known: %s)", u.Scheme, strings.Join(schemeNames(), ", "))
+	if _, err := lookupScheme(u.Scheme); err != nil {
+		return nil, err
 	}
 	fc := &FunctionConfig{URL: u, Connection: connection, Queues: QueueSettings{BatchSize: 1, CreateQueues: create}}
 	return openURL(ctx, fc, settings)
+}
+
+// OpenPublisher opens a publisher to the queue, subject or topic a URL
+// names, through its driver's registered publisher (outputs and the CLI's
+// send use it). connection and create are as for OpenURL.
+func OpenPublisher(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Publisher, error) {
+	s, err := lookupScheme(u.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	if s.Publisher == nil {
+		return nil, errors.New("the " + u.Scheme + ":// driver cannot publish")
+	}
+	return s.Publisher(ctx, u, triggers.OpenOptions{Lookup: settings.Lookup, Connection: connection, Prefetch: 1, CreateIfMissing: create})
+}
+
+// OpenPoison opens the poison administration of a subscription URL through
+// its driver's registered opener. poison overrides the poison destination
+// (a function's poison setting); connection is as for OpenURL.
+func OpenPoison(ctx context.Context, u *url.URL, connection, poison string, settings *AppSettings) (triggers.PoisonAdmin, error) {
+	s, err := lookupScheme(u.Scheme)
+	if err != nil {
+		return nil, err
+	}
+	if s.Poison == nil {
+		return nil, errors.New("the " + u.Scheme + ":// driver has no poison tools: use the broker's own")
+	}
+	return s.Poison(ctx, u, triggers.OpenOptions{Lookup: settings.Lookup, Connection: connection, PoisonName: poison})
 }

@@ -332,14 +332,14 @@ func (q *queueFlags) add(fs *flag.FlagSet) {
 
 // target is the queue a send or peek addresses.
 type target struct {
-	drv   triggers.Driver
+	pub   triggers.Publisher
 	azure *azurequeue.Driver // nil for a URL
 	name  string
 	enc   bindings.Encoding
 }
 
 // openQueue resolves the queue (a Storage Queue name or a subscription URL)
-// and its encoding, and opens its driver.
+// and its encoding, and opens its publisher (a Storage Queue's driver).
 func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) {
 	if q.queue == "" {
 		fmt.Fprintf(c.Stderr, "jobhost %s: --queue is required\n", c.name)
@@ -389,7 +389,11 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 	}
 	if u != nil {
 		t.name = runtime.DisplayURL(u)
-		if t.drv, err = runtime.OpenURL(ctx, u, q.connection, c.name == "send", settings); err != nil {
+		if c.name == "peek" {
+			fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
+			return nil, false
+		}
+		if t.pub, err = runtime.OpenPublisher(ctx, u, q.connection, true, settings); err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
 			return nil, false
 		}
@@ -405,7 +409,7 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 		return nil, false
 	}
 	t.azure = azurequeue.New(svc, name, azurequeue.Options{})
-	t.drv = t.azure
+	t.pub = t.azure
 	return t, true
 }
 
@@ -445,7 +449,7 @@ func (c *command) send(ctx context.Context) int {
 	if !ok {
 		return ExitUsage
 	}
-	defer t.drv.Close()
+	defer t.pub.Close()
 	body := t.enc.Encode(payload)
 	if t.azure != nil {
 		if len(body) > maxMessageBytes {
@@ -457,12 +461,7 @@ func (c *command) send(ctx context.Context) int {
 			return ExitFailed
 		}
 	}
-	pub, ok := t.drv.(triggers.Publisher)
-	if !ok {
-		fmt.Fprintf(c.Stderr, "jobhost send: the %s driver cannot publish; use the broker's own tools\n", t.name)
-		return ExitUsage
-	}
-	id, err := pub.Publish(ctx, body, nil)
+	id, err := t.pub.Publish(ctx, body, nil)
 	if err != nil {
 		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", runtime.Redact(err.Error()))
 		return ExitFailed
@@ -503,11 +502,7 @@ func (c *command) peek(ctx context.Context) int {
 	if !ok {
 		return ExitUsage
 	}
-	defer t.drv.Close()
-	if t.azure == nil {
-		fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
-		return ExitUsage
-	}
+	defer t.pub.Close()
 	drv, enc := t.azure, t.enc
 	msgs, err := drv.Peek(ctx, n)
 	if err != nil {

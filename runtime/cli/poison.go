@@ -15,7 +15,9 @@ import (
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/runtime"
+	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
+	"github.com/jobhost/jobhost/triggers/memqueue"
 )
 
 const poisonHelp = `usage: %[1]s poison <list|requeue|purge> --queue Q [flags]
@@ -28,11 +30,13 @@ function's trigger): a Storage Queue name or a subscription URL, and may use
   rabbit://Q           the queue Q-poison (or poison=...; not deadletter=native)
   nats://S?stream=T    the subject S-poison (or poison=...), in the stream that
                        captures it (T_POISON when jobhost created it)
+  azuresb://Q          the entity's dead-letter queue
 
   %[1]s poison list --queue Q [-n N] [--output table|json]
       show the poison messages, payload decoded per the queue's messageEncoding.
       Storage Queues: peeked (at most 32). RabbitMQ: received and released, so
       listing marks them redelivered. NATS: read from the stream, untouched.
+      Service Bus: peeked.
   %[1]s poison requeue --queue Q (--all | --id ID) [--yes] [--output table|json]
       move poison messages back to Q: each is first published to Q unchanged
       (minus jobhost's attempt/reason headers, so its attempt count starts
@@ -42,8 +46,9 @@ function's trigger): a Storage Queue name or a subscription URL, and may use
   %[1]s poison purge --queue Q [--yes] [--output table|json]
       delete every poison message; asks first unless --yes.
 
-Other schemes (azuresb://, memqueue://, mem://, awssqs://, gcppubsub://, kafka://) are not
-supported: use the broker's own tools.
+Each driver brings its poison tools (a driver capability); the gocloud schemes
+(mem://, awssqs://, gcppubsub://, kafka://) have none: use the broker's own
+tools. memqueue:// queues live inside one process, out of the CLI's reach.
 `
 
 // poison dispatches "poison list|requeue|purge".
@@ -69,39 +74,6 @@ func (c *command) poison(ctx context.Context) int {
 	return ExitUsage
 }
 
-// poisonMessage is one message of a poison destination, as a backend
-// reads it.
-type poisonMessage struct {
-	ID            string
-	Sequence      uint64 // NATS: the stream sequence in the poison stream
-	DequeueCount  int64
-	InsertionTime time.Time
-	Body          []byte
-	Properties    map[string]string
-}
-
-// poisonBackend is one source queue and its poison destination.
-type poisonBackend interface {
-	// Source and Poison name the two, for messages.
-	Source() string
-	Poison() string
-	// Count returns how many messages the poison destination holds (for
-	// Storage Queues, approximately); exists is false when it does not exist
-	// (nothing was ever poisoned).
-	Count(ctx context.Context) (n int, exists bool, err error)
-	// List returns up to n messages without removing them.
-	List(ctx context.Context, n int) ([]*poisonMessage, error)
-	// Requeue moves messages back to the source, each published there
-	// before it is deleted from the poison destination: the one whose ID is
-	// id, or, when id is "", up to limit of them. done is called once per
-	// message moved or failed. found reports whether id was found.
-	Requeue(ctx context.Context, id string, limit int, done func(m *poisonMessage, err error)) (found bool, err error)
-	// Purge deletes up to limit messages (Storage Queues: all) and returns
-	// how many.
-	Purge(ctx context.Context, limit int) (int, error)
-	Close()
-}
-
 // poisonFlags are the flags every poison subcommand has.
 type poisonFlags struct {
 	queue, connection string
@@ -123,17 +95,17 @@ func (c *command) poisonUsage(fs *flag.FlagSet) {
 // openPoison resolves --queue as openQueue does (settings, %Setting%, the
 // function bound to it for encoding, connection and poison name) and opens
 // its backend. The int is the exit status when ok is false.
-func (c *command) openPoison(ctx context.Context, p *poisonFlags, encFlag string) (poisonBackend, bindings.Encoding, int) {
-	fail := func(format string, args ...any) (poisonBackend, bindings.Encoding, int) {
+func (c *command) openPoison(ctx context.Context, p *poisonFlags, encFlag string) (*poisonTarget, int) {
+	fail := func(format string, args ...any) (*poisonTarget, int) {
 		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(fmt.Sprintf(format, args...)))
-		return nil, "", ExitUsage
+		return nil, ExitUsage
 	}
 	if p.queue == "" {
 		return fail("--queue is required")
 	}
 	cfg, settings, ok := c.load()
 	if !ok {
-		return nil, "", ExitUsage
+		return nil, ExitUsage
 	}
 	settings = settings.WithDefaults(c.Registry.SettingDefaults())
 	name, err := settings.Expand(p.queue)
@@ -168,21 +140,36 @@ func (c *command) openPoison(ctx context.Context, p *poisonFlags, encFlag string
 			return fail("--encoding: %v", err)
 		}
 	}
-	var b poisonBackend
-	switch {
-	case u == nil:
-		b, err = openStoragePoison(name, conn, settings.Lookup)
-	case u.Scheme == "rabbit":
-		b, err = openRabbitPoison(ctx, u, conn, poisonName, settings.Lookup)
-	case u.Scheme == "nats":
-		b, err = openNATSPoison(ctx, u, conn, poisonName, settings.Lookup)
-	default:
-		return fail("not supported for %s:// (poison tools know Storage Queues, rabbit:// and nats://; use the broker's own tools)", u.Scheme)
+	t := &poisonTarget{enc: enc, storage: u == nil}
+	if u == nil {
+		if conn == "" {
+			conn = azurequeue.DefaultConnection
+		}
+		svc, err := azurequeue.NewServiceClient(conn, settings.Lookup)
+		if err != nil {
+			return fail("%v", err)
+		}
+		t.PoisonAdmin, err = azurequeue.OpenPoison(svc, name)
+		if err != nil {
+			return fail("%v", err)
+		}
+		return t, ExitOK
 	}
-	if err != nil {
+	if u.Scheme == memqueue.Scheme {
+		return fail("--queue: memqueue:// queues live inside one process; the CLI, another process, cannot reach them")
+	}
+	if t.PoisonAdmin, err = runtime.OpenPoison(ctx, u, conn, poisonName, settings); err != nil {
 		return fail("%v", err)
 	}
-	return b, enc, ExitOK
+	return t, ExitOK
+}
+
+// poisonTarget is an opened poison destination with how its payloads are
+// encoded.
+type poisonTarget struct {
+	triggers.PoisonAdmin
+	enc     bindings.Encoding
+	storage bool // a Storage Queue's (List peeks at most 32)
 }
 
 // opFailed reports an operational error (exit status 1).
@@ -224,12 +211,13 @@ func (c *command) poisonList(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost %s: -n must be from 1 to %d, got %d\n", c.name, maxList, n)
 		return ExitUsage
 	}
-	b, enc, code := c.openPoison(ctx, &p, encFlag)
+	b, code := c.openPoison(ctx, &p, encFlag)
 	if b == nil {
 		return code
 	}
 	defer b.Close()
-	if _, isStorage := b.(*storagePoison); isStorage && n > azurequeue.MaxBatch {
+	enc := b.enc
+	if b.storage && n > azurequeue.MaxBatch {
 		fmt.Fprintf(c.Stderr, "jobhost %s: -n: a Storage Queue shows at most %d messages, got %d\n", c.name, azurequeue.MaxBatch, n)
 		return ExitUsage
 	}
@@ -237,7 +225,7 @@ func (c *command) poisonList(ctx context.Context) int {
 	if err != nil {
 		return c.opFailed(err)
 	}
-	var msgs []*poisonMessage
+	var msgs []*triggers.PoisonMessage
 	if exists { // even at count 0: a Storage Queue's count is approximate
 		if msgs, err = b.List(ctx, n); err != nil {
 			return c.opFailed(err)
@@ -245,7 +233,7 @@ func (c *command) poisonList(ctx context.Context) int {
 	}
 	rows := make([]poisonRow, 0, len(msgs))
 	for _, m := range msgs {
-		r := poisonRow{ID: m.ID, Sequence: m.Sequence, DequeueCount: m.DequeueCount, Text: string(m.Body)}
+		r := poisonRow{ID: m.ID, Sequence: m.Sequence, DequeueCount: m.DequeueCount, Text: string(m.Body), Reason: m.Reason}
 		if !m.InsertionTime.IsZero() {
 			r.InsertionTime = m.InsertionTime.UTC().Format(time.RFC3339)
 		}
@@ -255,7 +243,7 @@ func (c *command) poisonList(ctx context.Context) int {
 			r.Payload = string(pl)
 		}
 		for k, v := range m.Properties {
-			if isReasonHeader(k) {
+			if r.Reason == "" && isReasonHeader(k) {
 				r.Reason = v
 			}
 		}
@@ -338,7 +326,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost %s: give exactly one of --all or --id ID\n", c.name)
 		return ExitUsage
 	}
-	b, _, code := c.openPoison(ctx, &p, "")
+	b, code := c.openPoison(ctx, &p, "")
 	if b == nil {
 		return code
 	}
@@ -364,7 +352,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 		total = 1
 	}
 	bar := c.progress(total)
-	found, err := b.Requeue(ctx, id, count, func(m *poisonMessage, err error) {
+	found, err := b.Requeue(ctx, id, count, func(m *triggers.PoisonMessage, err error) {
 		if err != nil {
 			res.Failed++
 			bar.clear()
@@ -388,7 +376,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 
 // requeueSummary prints the outcome; the exit status is ExitFailed when a
 // message failed or the run did not complete (ok false).
-func (c *command) requeueSummary(b poisonBackend, res requeueResult, ok bool) int {
+func (c *command) requeueSummary(b triggers.PoisonAdmin, res requeueResult, ok bool) int {
 	if c.output == "json" {
 		_ = json.NewEncoder(c.Stdout).Encode(res)
 	} else {
@@ -419,7 +407,7 @@ func (c *command) poisonPurge(ctx context.Context) int {
 	}) {
 		return ExitUsage
 	}
-	b, _, code := c.openPoison(ctx, &p, "")
+	b, code := c.openPoison(ctx, &p, "")
 	if b == nil {
 		return code
 	}
@@ -515,14 +503,4 @@ func isTerminal(w io.Writer) bool {
 	}
 	fi, err := f.Stat()
 	return err == nil && fi.Mode()&os.ModeCharDevice != 0
-}
-
-// bookkeeping reports headers that jobhost or the broker added to a message
-// on its way to poison; a requeued message drops them so that its attempt
-// count starts afresh.
-func bookkeeping(k string) bool {
-	l := strings.ToLower(k)
-	return strings.HasPrefix(l, "x-jobhost-") || strings.HasPrefix(l, "jobhost-") ||
-		l == "x-delivery-count" || l == "x-death" || strings.HasPrefix(l, "x-first-death-") ||
-		strings.HasPrefix(l, "x-last-death-")
 }

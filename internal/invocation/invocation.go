@@ -1,0 +1,118 @@
+// Package invocation carries what an invocation's context holds between the
+// runtime, which makes it, and package functions, whose helpers (Logger,
+// InvocationID, Collect) read it. Neither function authors nor embedding
+// programs use it.
+package invocation
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"go.uber.org/zap"
+)
+
+type ctxKey int
+
+const (
+	stateKey ctxKey = iota
+	pendingKey
+)
+
+// state is what an invocation's context carries. Its logger is made on
+// first use: most functions never log, and a zap logger With a field costs
+// an encoder clone.
+type state struct {
+	base *zap.Logger
+	id   string
+	once sync.Once
+	log  *zap.Logger
+}
+
+// With returns ctx carrying the invocation's logger and id.
+func With(ctx context.Context, logger *zap.Logger, id string) context.Context {
+	return context.WithValue(ctx, stateKey, &state{base: logger, id: id})
+}
+
+// Logger returns the invocation's logger with its invocationId field, or a
+// no-op logger outside an invocation.
+func Logger(ctx context.Context) *zap.Logger {
+	s, ok := ctx.Value(stateKey).(*state)
+	if !ok || s.base == nil {
+		return zap.NewNop()
+	}
+	s.once.Do(func() { s.log = s.base.With(zap.String("invocationId", s.id)) })
+	return s.log
+}
+
+// ID returns the id of the current invocation, or "".
+func ID(ctx context.Context) string {
+	if s, ok := ctx.Value(stateKey).(*state); ok {
+		return s.id
+	}
+	return ""
+}
+
+// Item is one value a function produced for an output, encoded when it was
+// added.
+type Item struct {
+	// Output names the declared output.
+	Output string
+	// Value is what the function gave (kept for the completion callback).
+	Value any
+	// Body is Value encoded (JSON; strings and []byte as they are) at the
+	// moment it was added, so a value changed afterwards sends what it was.
+	Body []byte
+	// Err is why Value could not be encoded; the invocation then fails.
+	Err error
+}
+
+// Pending holds an invocation's output items until the host sends them.
+type Pending struct {
+	mu    sync.Mutex
+	names map[string]bool
+	items []Item
+}
+
+// NewPending returns the holder for an invocation of a function with the
+// given output names.
+func NewPending(names []string) *Pending {
+	p := &Pending{names: make(map[string]bool, len(names))}
+	for _, n := range names {
+		p.names[n] = true
+	}
+	return p
+}
+
+// Add records it; it fails when the function declared no such output or
+// when called outside an invocation (p nil).
+func (p *Pending) Add(it Item) error {
+	if p == nil {
+		return fmt.Errorf("output %q: not inside an invocation", it.Output)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !p.names[it.Output] {
+		return fmt.Errorf("output %q: the function declares no output of that name (functions.WithOutput)", it.Output)
+	}
+	p.items = append(p.items, it)
+	return nil
+}
+
+// Items returns what the invocation produced, in order.
+func (p *Pending) Items() []Item {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Item(nil), p.items...)
+}
+
+// WithPending returns ctx carrying p.
+func WithPending(ctx context.Context, p *Pending) context.Context {
+	return context.WithValue(ctx, pendingKey, p)
+}
+
+// PendingFrom returns the Pending ctx carries, or nil.
+func PendingFrom(ctx context.Context) *Pending {
+	p, _ := ctx.Value(pendingKey).(*Pending)
+	return p
+}
