@@ -105,7 +105,7 @@ func (d *decoder) logging(cfg *Config, val any) {
 				d.problem(key, "logging.logLevel."+cat, fmt.Sprintf("must be a level name, got %s", show(lv)))
 				return
 			}
-			if _, _, err := ParseLogLevel(s); err != nil {
+			if _, _, err := parseLogLevel(s); err != nil {
 				d.problem(key, "logging.logLevel."+cat, err.Error())
 				return
 			}

@@ -85,7 +85,7 @@ func checkConfigBounds(t *testing.T, cfg *Config) {
 		t.Fatalf("logFormat %q", cfg.LogFormat)
 	}
 	for cat, lv := range cfg.LogLevels {
-		if _, _, err := ParseLogLevel(lv); err != nil {
+		if _, _, err := parseLogLevel(lv); err != nil {
 			t.Fatalf("logLevel %q = %q: %v", cat, lv, err)
 		}
 	}

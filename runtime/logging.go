@@ -14,12 +14,12 @@ import (
 	"go.uber.org/zap/zapcore"
 )
 
-// ParseLogLevel parses a host.json logging.logLevel name: Trace, Debug,
+// parseLogLevel parses a host.json logging.logLevel name: Trace, Debug,
 // Information, Warning, Error, Critical or None, in any case. Trace maps to
 // zap's Debug level and Critical to DPanic, which never panics in loggers
 // from Logs as they are not in development mode. off reports None, for which
 // level is zapcore.InvalidLevel, a level that enables nothing.
-func ParseLogLevel(s string) (level zapcore.Level, off bool, err error) {
+func parseLogLevel(s string) (level zapcore.Level, off bool, err error) {
 	switch strings.ToLower(s) {
 	case "trace", "debug":
 		return zapcore.DebugLevel, false, nil
@@ -80,7 +80,7 @@ func NewLogs(o LogOptions) (*Logs, error) {
 			return nil, fmt.Errorf("logging.logLevel: %q and %q name the same category", prev, k)
 		}
 		keys[lk] = k
-		lvl, _, err := ParseLogLevel(o.Levels[k])
+		lvl, _, err := parseLogLevel(o.Levels[k])
 		if err != nil {
 			return nil, fmt.Errorf("logging.logLevel.%s: %w", k, err)
 		}

@@ -52,14 +52,14 @@ func TestParseLogLevel(t *testing.T) {
 		{"Critical", zapcore.DPanicLevel, false},
 		{"None", zapcore.InvalidLevel, true},
 	} {
-		lvl, off, err := ParseLogLevel(tc.in)
+		lvl, off, err := parseLogLevel(tc.in)
 		if err != nil || lvl != tc.want || off != tc.off {
-			t.Errorf("ParseLogLevel(%q) = %v, %v, %v; want %v, %v", tc.in, lvl, off, err, tc.want, tc.off)
+			t.Errorf("parseLogLevel(%q) = %v, %v, %v; want %v, %v", tc.in, lvl, off, err, tc.want, tc.off)
 		}
 	}
 	for _, in := range []string{"", "Verbose", "Info", "warn"} {
-		if _, _, err := ParseLogLevel(in); err == nil {
-			t.Errorf("ParseLogLevel(%q) succeeded", in)
+		if _, _, err := parseLogLevel(in); err == nil {
+			t.Errorf("parseLogLevel(%q) succeeded", in)
 		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/jobhost/jobhost/internal/redact"
 	"net/url"
 	"strings"
 	"sync"
@@ -236,15 +237,7 @@ func (o *outputs) close() error {
 
 func displayTarget(t string) string {
 	if u, err := url.Parse(t); err == nil && u.Scheme != "" {
-		return DisplayURL(u)
+		return redact.DisplayURL(u)
 	}
 	return t
-}
-
-// DisplayURL is u as logs and listings show it: without credentials or
-// query (either may hold a secret).
-func DisplayURL(u *url.URL) string {
-	c := *u
-	c.User, c.RawQuery = nil, ""
-	return c.String()
 }

@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"fmt"
+	"github.com/jobhost/jobhost/internal/redact"
 	"net/url"
 	"strings"
 	"time"
@@ -101,7 +102,7 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 			break
 		}
 		fc.URL = u
-		fc.Queue = DisplayURL(u)
+		fc.Queue = redact.DisplayURL(u)
 		base = cfg.PubSub
 		if u.Scheme == "azuresb" {
 			base = cfg.ServiceBus.queueSettings()

@@ -47,21 +47,11 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 	})
 }
 
-// OpenURL opens the driver of a subscription URL the way the host would
-// for a function bound to it (the CLI's peek uses it). connection names
-// the app setting with the server URL; empty means the driver's default.
-// create lets the driver create a missing queue or stream.
-func OpenURL(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Driver, error) {
-	if _, err := lookupScheme(u.Scheme); err != nil {
-		return nil, err
-	}
-	fc := &FunctionConfig{URL: u, Connection: connection, Queues: QueueSettings{BatchSize: 1, CreateQueues: create}}
-	return openURL(ctx, fc, settings)
-}
-
 // OpenPublisher opens a publisher to the queue, subject or topic a URL
 // names, through its driver's registered publisher (outputs and the CLI's
-// send use it). connection and create are as for OpenURL.
+// send use it). connection names the app setting with the server URL
+// (empty: the driver's default); create lets the driver create a missing
+// queue or stream.
 func OpenPublisher(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Publisher, error) {
 	s, err := lookupScheme(u.Scheme)
 	if err != nil {
@@ -75,7 +65,7 @@ func OpenPublisher(ctx context.Context, u *url.URL, connection string, create bo
 
 // OpenPoison opens the poison administration of a subscription URL through
 // its driver's registered opener. poison overrides the poison destination
-// (a function's poison setting); connection is as for OpenURL.
+// (a function's poison setting); connection is as for OpenPublisher.
 func OpenPoison(ctx context.Context, u *url.URL, connection, poison string, settings *AppSettings) (triggers.PoisonAdmin, error) {
 	s, err := lookupScheme(u.Scheme)
 	if err != nil {

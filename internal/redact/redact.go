@@ -4,6 +4,7 @@
 package redact
 
 import (
+	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -112,4 +113,12 @@ func containsFold(s, word string) bool {
 		}
 	}
 	return false
+}
+
+// DisplayURL is u as logs and listings show it: without credentials or
+// query (either may hold a secret).
+func DisplayURL(u *url.URL) string {
+	c := *u
+	c.User, c.RawQuery = nil, ""
+	return c.String()
 }

@@ -11,6 +11,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/jobhost/jobhost/internal/redact"
 	"io"
 	"net/url"
 	"os"
@@ -388,7 +389,7 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 		}
 	}
 	if u != nil {
-		t.name = runtime.DisplayURL(u)
+		t.name = redact.DisplayURL(u)
 		if c.name == "peek" {
 			fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
 			return nil, false
