@@ -2,8 +2,10 @@ package servicebus
 
 import (
 	"errors"
+	"net/http"
 	"strings"
 
+	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/Azure/go-amqp"
 
@@ -19,8 +21,13 @@ var (
 	// with errors.Is to log it once per message.
 	ErrLockRenewalLimit = errors.New("lock renewal limit (maxAutoLockRenewalDuration) reached; the lock is no longer renewed")
 
-	// ErrClosed is wrapped by the errors of a Driver used after Close.
-	ErrClosed = errors.New("driver closed")
+	// ErrClosed is triggers.ErrClosed: it is wrapped by the errors of a
+	// Driver, Publisher or PoisonAdmin used after Close.
+	ErrClosed = triggers.ErrClosed
+
+	// ErrRequeueSubscription is wrapped by PoisonAdmin.Requeue on a topic
+	// subscription: a copy sent to the topic would reach every subscription.
+	ErrRequeueSubscription = errors.New("cannot requeue into a topic subscription (a copy sent to the topic would reach every subscription)")
 
 	// ErrNoDeadLetterQueue is wrapped by DeadLetter on a driver that reads a
 	// dead-letter queue: a dead-letter queue has no dead-letter queue.
@@ -101,6 +108,16 @@ func isNotFound(err error) bool {
 	c := amqpCondition(err)
 	return c == amqp.ErrCondNotFound || c == "com.microsoft:entity-not-found"
 }
+
+// isUnauthorized reports whether err is a management (HTTP) refusal for
+// lack of rights: 401 or 403, as for a key without the Manage claim.
+func isUnauthorized(err error) bool {
+	var re *azcore.ResponseError
+	return errors.As(err, &re) && (re.StatusCode == http.StatusUnauthorized || re.StatusCode == http.StatusForbidden)
+}
+
+// closedErr is the error of an operation op after Close.
+func closedErr(op string) error { return &opError{op: op, kinds: []error{ErrClosed}} }
 
 func amqpCondition(err error) amqp.ErrCond {
 	var le *amqp.LinkError

@@ -84,10 +84,11 @@ type liveHarness struct {
 	turn   chan struct{} // one subtest at a time on the one queue
 }
 
+func (h *liveHarness) url() *url.URL { return &url.URL{Scheme: servicebus.Scheme, Host: h.queue} }
+
 func (h *liveHarness) open(ctx context.Context, t *testing.T) *servicebus.Driver {
 	t.Helper()
-	u := &url.URL{Scheme: servicebus.Scheme, Host: h.queue}
-	d, err := servicebus.OpenURL(ctx, u, triggers.OpenOptions{Lookup: os.LookupEnv})
+	d, err := servicebus.OpenURL(ctx, h.url(), triggers.OpenOptions{Lookup: os.LookupEnv})
 	if err != nil {
 		t.Fatalf("OpenURL: %v", err)
 	}
@@ -147,6 +148,13 @@ func (h *liveHarness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.
 		ReceivePoison: func(ctx context.Context) ([]*triggers.Message, error) { return sbfake.ReceiveAll(ctx, dlq) },
 		MissingQueue: func(ctx context.Context) (triggers.Driver, error) {
 			return servicebus.OpenClient(h.client, servicebus.Entity{Queue: "jobhost-missing-" + uuid.NewString()}, nil)
+		},
+		// The registered openers, as the host and the CLI use them.
+		OpenPublisher: func(ctx context.Context) (triggers.Publisher, error) {
+			return servicebus.OpenPublisherURL(ctx, h.url(), triggers.OpenOptions{Lookup: os.LookupEnv})
+		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			return servicebus.OpenPoisonURL(ctx, h.url(), triggers.OpenOptions{Lookup: os.LookupEnv})
 		},
 		Capabilities: drivertest.Capabilities{Leases: true, Properties: true},
 	}, nil

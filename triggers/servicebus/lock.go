@@ -194,8 +194,8 @@ func (s *msgState) run() {
 		}
 		if !now.Before(at) {
 			// Due: renew (a held message past its due time was handled
-			// above).
-			ctx, cancel := context.WithTimeout(context.Background(), opTimeout)
+			// above). Close cancels a renewal in flight.
+			ctx, cancel := context.WithTimeout(s.d.closeCtx, opTimeout)
 			err := s.renewLocked(ctx)
 			cancel()
 			switch {

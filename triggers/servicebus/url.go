@@ -184,8 +184,8 @@ func redactURL(u *url.URL) string {
 	return Redact(c.String())
 }
 
-// OpenURL opens a driver for u (a triggers.OpenURLFunc); see ParseURL for
-// the URL form.
+// OpenURL opens a driver for u (a triggers.OpenURLFunc, registered for
+// the azuresb scheme); see ParseURL for the URL form.
 //
 // The connection comes from app settings (o.Lookup; the environment when
 // nil). When o.Connection names a setting, these are tried in order: that
@@ -204,8 +204,10 @@ func redactURL(u *url.URL) string {
 // o.CreateIfMissing is ignored. The client retries a failed operation only
 // twice, 200 ms to 1 s apart, so that a connection failure surfaces as an
 // error from Receive instead of looking like an empty queue (the runtime
-// backs off by itself). Errors name the settings tried but never
-// contain a connection string or key.
+// backs off by itself). Drivers, publishers and poison administrations
+// opened on the same connection (after setting resolution) share one
+// client; the last to close closes it. Errors name the settings tried but
+// never contain a connection string or key.
 func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
 	e, opts, err := ParseURL(u)
 	if err != nil {
@@ -214,22 +216,36 @@ func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.
 	if o.Prefetch > 0 && (opts.MaxBatch == 0 || o.Prefetch < opts.MaxBatch) {
 		opts.MaxBatch = o.Prefetch
 	}
-	if p := o.PoisonName; p != "" && !strings.EqualFold(strings.TrimSuffix(p, "/"), e.Path()+DeadLetterSuffix) {
-		return nil, fmt.Errorf("servicebus: %s: poison destination %q is not supported: Service Bus dead-letters to the entity's own dead-letter queue (%s)", e.Path(), p, e.Path()+DeadLetterSuffix)
+	if err := checkPoisonName(e, o.PoisonName); err != nil {
+		return nil, err
 	}
-	client, err := newClient(o)
+	sc, release, err := acquireConn(o)
 	if err != nil {
 		return nil, fmt.Errorf("servicebus: %s: %w", e.Path(), err)
 	}
-	d, err := OpenClient(client, e, &opts)
+	d, err := OpenClient(sc.client, e, &opts)
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-		defer cancel()
-		_ = client.Close(cctx)
+		releaseNow(ctx, release)
 		return nil, err
 	}
-	d.closeClient = client.Close
+	d.release = release
 	return d, nil
+}
+
+// checkPoisonName accepts an empty poison name or the entity's own
+// dead-letter queue: Service Bus dead-letters natively.
+func checkPoisonName(e Entity, p string) error {
+	if p != "" && !strings.EqualFold(strings.TrimSuffix(p, "/"), e.Path()+DeadLetterSuffix) {
+		return fmt.Errorf("servicebus: %s: poison destination %q is not supported: Service Bus dead-letters to the entity's own dead-letter queue (%s)", e.Path(), p, e.Path()+DeadLetterSuffix)
+	}
+	return nil
+}
+
+// releaseNow drops a shared-client reference after a failed open.
+func releaseNow(ctx context.Context, release func(context.Context) error) {
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
+	defer cancel()
+	_ = release(cctx)
 }
 
 // connection is a resolved connection. It may hold a secret: never format
@@ -349,13 +365,9 @@ func clientOptions() *azservicebus.ClientOptions {
 	}}
 }
 
-// newClient resolves the connection and makes a client with gocloud's
+// newClient makes a client for a resolved connection with gocloud's
 // azuresb constructors.
-func newClient(o triggers.OpenOptions) (*azservicebus.Client, error) {
-	c, err := resolveConnection(o)
-	if err != nil {
-		return nil, err
-	}
+func newClient(c connection) (*azservicebus.Client, error) {
 	if c.connStr != "" {
 		client, err := azuresb.NewClientFromConnectionString(c.connStr, clientOptions())
 		if err != nil {

@@ -22,7 +22,10 @@ const HarnessLockDuration = time.Second
 var names atomic.Int64
 
 // Harness is a drivertest.Harness on a fake broker: each MakeDriver makes
-// a fresh queue (or topic subscription) and a servicebus driver on it.
+// a fresh queue (or topic subscription) and a servicebus driver on it, and
+// gives the suite a servicebus.Publisher on it and, for a queue, a
+// servicebus.PoisonAdmin of its dead-letter queue (a subscription cannot be
+// requeued into, so the suite's PoisonAdmin test is skipped there).
 type Harness struct {
 	// Broker holds the entities; nil means a new broker per driver.
 	Broker *Broker
@@ -74,6 +77,32 @@ func Open(b *Broker, e servicebus.Entity, o *servicebus.Options) (*servicebus.Dr
 	return servicebus.Open(b.NewReceiver(e.Path()), nil, e, o)
 }
 
+// NewPublisher returns a servicebus.Publisher that sends to e's queue, or
+// to its topic, through a sender of b, as OpenPublisherURL does.
+func NewPublisher(b *Broker, e servicebus.Entity) (*servicebus.Publisher, error) {
+	to := e.Queue
+	if to == "" {
+		to = e.Topic
+	}
+	return servicebus.NewPublisher(b.NewSender(to), to)
+}
+
+// NewPoisonAdmin returns the servicebus.PoisonAdmin of e's dead-letter queue
+// on b, as OpenPoisonURL does: a dead-letter queue receiver, a sender for a
+// queue, and b's runtime properties for Count. o may be nil.
+func NewPoisonAdmin(b *Broker, e servicebus.Entity, o *servicebus.Options) (*servicebus.PoisonAdmin, error) {
+	dl := e
+	dl.DeadLetterQueue = true
+	var s *Sender
+	if e.Queue != "" {
+		s = b.NewSender(e.Queue)
+	}
+	if s == nil {
+		return servicebus.NewPoisonAdmin(b.NewReceiver(dl.Path()), nil, b, e, o)
+	}
+	return servicebus.NewPoisonAdmin(b.NewReceiver(dl.Path()), s, b, e, o)
+}
+
 // MakeDriver implements drivertest.Harness.
 func (h Harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue, error) {
 	b, e, err := h.NewEntity()
@@ -97,6 +126,12 @@ func (h Harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue
 		sendTo = e.Topic
 	}
 	snd := b.NewSender(sendTo)
+	var openPoison func(ctx context.Context) (triggers.PoisonAdmin, error)
+	if !h.Subscription {
+		openPoison = func(context.Context) (triggers.PoisonAdmin, error) {
+			return NewPoisonAdmin(b, e, &servicebus.Options{ReceiveWait: 200 * time.Millisecond})
+		}
+	}
 	return drivertest.Queue{
 		Driver: d,
 		Send: func(ctx context.Context, body []byte, props map[string]string) error {
@@ -112,6 +147,10 @@ func (h Harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue
 			}
 			return Open(b, missing, nil)
 		},
+		OpenPublisher: func(context.Context) (triggers.Publisher, error) {
+			return NewPublisher(b, e)
+		},
+		OpenPoison:   openPoison,
 		Capabilities: drivertest.Capabilities{Leases: true, Properties: true},
 	}, nil
 }

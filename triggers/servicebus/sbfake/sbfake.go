@@ -16,7 +16,21 @@
 //   - dead-letter queues ("<entity>/$deadletterqueue") with
 //     DeadLetterReason, DeadLetterErrorDescription and DeadLetterSource,
 //     and native dead-lettering once DeliveryCount reaches MaxDeliveryCount
-//     (reason "MaxDeliveryCountExceeded");
+//     (reason "MaxDeliveryCountExceeded"); a dead-lettered message keeps its
+//     sequence number, so a dead-letter queue is in dead-lettering order,
+//     not sequence order. Receivers on a dead-letter queue receive, peek,
+//     complete and abandon as on any entity (an abandon there never
+//     dead-letters);
+//   - PeekMessages: every message (locked and scheduled ones too) from a
+//     sequence number on, in sequence order, without locking it or
+//     counting a delivery; without FromSequenceNumber it continues after
+//     the receiver's last peek, as the real one does;
+//   - runtime properties (the management API): the Broker has the
+//     *admin.Client methods GetQueueRuntimeProperties and
+//     GetSubscriptionRuntimeProperties, with the active, scheduled and
+//     dead-letter counts, and a nil response for a missing entity; inject
+//     an *azcore.ResponseError with status 401 to model credentials
+//     without the Manage right;
 //   - scheduled messages (ScheduledEnqueueTime; EnqueuedTime is the
 //     scheduled time), CancelScheduledMessages;
 //   - time to live (ExpiresAt; expired messages are dropped, or
@@ -65,6 +79,10 @@ const (
 	OpSend       Op = "SendMessage"
 	OpSchedule   Op = "ScheduleMessages"
 	OpCancel     Op = "CancelScheduledMessages"
+	OpPeek       Op = "PeekMessages"
+	// OpRuntimeProperties is GetQueueRuntimeProperties and
+	// GetSubscriptionRuntimeProperties.
+	OpRuntimeProperties Op = "GetRuntimeProperties"
 )
 
 const (
@@ -138,6 +156,7 @@ type topic struct {
 
 type entity struct {
 	path      string
+	topic     string // the topic of a subscription; "" for a queue
 	opts      EntityOptions
 	msgs      []*message // in sequence order
 	dlq       *entity    // nil for a dead-letter queue
@@ -194,6 +213,7 @@ func (b *Broker) CreateTopic(name string, o EntityOptions, subscriptions ...stri
 		so := o
 		so.DuplicateDetectionWindow = 0 // detected at the topic
 		e := newEntity(p, so)
+		e.topic = name
 		t.subs = append(t.subs, e)
 		b.queues[key(p)] = e
 	}
@@ -443,9 +463,10 @@ type Receiver struct {
 	b    *Broker
 	path string
 
-	mu        sync.Mutex
-	receiving bool
-	closed    bool
+	mu         sync.Mutex
+	receiving  bool
+	closed     bool
+	lastPeeked int64
 }
 
 // NewReceiver returns a receiver for an entity path: a queue,

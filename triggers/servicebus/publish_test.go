@@ -1,0 +1,73 @@
+package servicebus_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/servicebus"
+	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
+)
+
+func TestPublisherQueue(t *testing.T) {
+	v := setup(t, sbfake.EntityOptions{LockDuration: 5 * time.Second}, fastOpts(servicebus.Options{}))
+	p, err := sbfake.NewPublisher(v.b, v.e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id, err := p.Publish(v.ctx, []byte("hello"), map[string]string{"k": "v", servicebus.PropCorrelationID: "c-1"})
+	if err != nil || id == "" {
+		t.Fatalf("Publish = %q, %v", id, err)
+	}
+	m := v.receive(0, 5*time.Second)
+	if m.ID != id || m.Text() != "hello" || m.Properties["k"] != "v" || m.Properties[servicebus.PropCorrelationID] != "c-1" {
+		t.Errorf("received %+v", m)
+	}
+	v.b.DeleteQueue(v.e.Queue)
+	if _, err := p.Publish(v.ctx, []byte("x"), nil); !errors.Is(err, triggers.ErrNotFound) {
+		t.Errorf("Publish to a deleted queue = %v, want ErrNotFound", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.Publish(v.ctx, []byte("x"), nil); !errors.Is(err, triggers.ErrClosed) {
+		t.Errorf("Publish after Close = %v, want ErrClosed", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Errorf("second Close = %v", err)
+	}
+}
+
+// A publisher on a topic reaches every subscription.
+func TestPublisherTopic(t *testing.T) {
+	t.Parallel()
+	h := sbfake.Harness{Subscription: true}
+	b, e, err := h.NewEntity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := sbfake.NewPublisher(b, e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	if _, err := p.Publish(t.Context(), []byte("fan out"), nil); err != nil {
+		t.Fatal(err)
+	}
+	for _, sub := range []string{"sub", "other"} {
+		if got := b.Messages(e.Topic + "/Subscriptions/" + sub); len(got) != 1 || string(got[0].Body) != "fan out" {
+			t.Errorf("subscription %s: %+v", sub, got)
+		}
+	}
+}
+
+func TestNewPublisherErrors(t *testing.T) {
+	t.Parallel()
+	if _, err := servicebus.NewPublisher(nil, "q"); err == nil {
+		t.Error("NewPublisher(nil) succeeded")
+	}
+	if _, err := servicebus.NewPublisher(sbfake.NewBroker().NewSender("a b"), "a b"); err == nil {
+		t.Error("NewPublisher with an invalid name succeeded")
+	}
+}
