@@ -182,3 +182,17 @@ type Publisher interface {
 	// Close releases the publisher; it is idempotent.
 	Close() error
 }
+
+// Releaser is implemented by drivers that can give a message back at once
+// without its delivery counting as an attempt: the host releases so the
+// messages it took but did not start, and those whose functions the
+// shutdown cancelled, so a rolling deploy never poisons a message that did
+// not run. Drivers without it are released with Retry(ctx, m, 0); on brokers
+// that count every delivery themselves (Storage Queues, Service Bus,
+// JetStream) a release is visible in the next DequeueCount either way.
+type Releaser interface {
+	// Release makes m visible to receivers again at once, with its body,
+	// properties and attempt count unchanged where the driver keeps the
+	// count.
+	Release(ctx context.Context, m *Message) error
+}
