@@ -13,6 +13,7 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
+	_ "github.com/jobhost/jobhost/triggers/all" // the drivers the scenarios run, registered by import
 	"github.com/jobhost/jobhost/triggers/memqueue"
 	"github.com/jobhost/jobhost/triggers/pubsub"
 
@@ -58,7 +59,7 @@ func (j *jobhost) prepare(ctx context.Context) error {
 		// mem:// topics live in the process, and a mempubsub subscription
 		// sees only what is sent after it exists: the bench makes the
 		// subscription, pre-fills it, and hands the host the very driver
-		// pubsub.OpenURL would build over it.
+		// the mem:// driver would build over it.
 		trigger = functions.SubscriptionTrigger("mem://bench")
 		j.memTopic = mempubsub.NewTopic()
 		j.memPoison = mempubsub.NewTopic()
