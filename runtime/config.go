@@ -73,7 +73,8 @@ type Config struct {
 	PubSub QueueSettings
 	// ServiceBus holds extensions.serviceBus, for azuresb:// triggers.
 	ServiceBus ServiceBusSettings
-	// LogLevels maps logging.logLevel categories to level names.
+	// LogLevels maps logging.logLevel categories, in lower case and
+	// otherwise as written ("function.foo"), to level names.
 	LogLevels map[string]string
 	// LogFormat is "json" or "console" (jobhost.logFormat).
 	LogFormat string
@@ -93,7 +94,9 @@ type FunctionOverrides struct {
 	functions.Settings
 	// Disabled stops the host from listening for the function.
 	Disabled *bool
-	// Poison names the poison destination of a URL trigger.
+	// Poison names the poison destination: a Storage Queue name for a queue
+	// trigger (default "<queue>-poison"), the broker's destination for a URL
+	// trigger.
 	Poison *string
 }
 

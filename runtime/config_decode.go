@@ -16,6 +16,7 @@ type decoder struct {
 	all    map[string]any
 	source map[string]string
 	file   string
+	levels []levelEntry // logging.logLevel: the file's in order, then app settings
 	probs  []Problem
 	warns  []string
 }
@@ -66,6 +67,7 @@ func (d *decoder) decode() *Config {
 			d.warn(k, k, "unknown key, ignored")
 		}
 	}
+	d.logLevels(cfg)
 	if _, ok := top["version"]; !ok && d.file != "" {
 		// Functions requires it; we only warn so that a bare {} works.
 		d.warns = append(d.warns, `version: not set, assuming "2.0"`)
@@ -90,39 +92,39 @@ func (d *decoder) logging(cfg *Config, val any) {
 		return
 	}
 	for k, v := range m {
-		if k != "loglevel" {
-			d.warn("logging."+k, "logging."+k, "unknown key, ignored")
+		if k == "loglevel" { // the file's is in d.levels: only an app setting gets here
+			d.problem("logging.loglevel", "logging.logLevel", fmt.Sprintf(
+				"must name a category (%slogging__logLevel__<Category>), got %s", EnvPrefix, show(v)))
 			continue
 		}
-		levels, ok := d.section("logging.loglevel", "logging.logLevel", v)
-		if !ok {
-			continue
-		}
-		flattenLevels(levels, "", func(cat string, lv any) {
-			key := "logging.loglevel." + cat
-			s, ok := lv.(string)
-			if !ok {
-				d.problem(key, "logging.logLevel."+cat, fmt.Sprintf("must be a level name, got %s", show(lv)))
-				return
-			}
-			if _, _, err := parseLogLevel(s); err != nil {
-				d.problem(key, "logging.logLevel."+cat, err.Error())
-				return
-			}
-			cfg.LogLevels[cat] = s
-		})
+		d.warn("logging."+k, "logging."+k, "unknown key, ignored")
 	}
 }
 
-// flattenLevels turns {"function": {"x": "Debug"}} (how viper nests a
-// category with a dot) back into "function.x".
-func flattenLevels(m map[string]any, prefix string, f func(string, any)) {
-	for k, v := range m {
-		if sub, ok := v.(map[string]any); ok {
-			flattenLevels(sub, prefix+k+".", f)
+// logLevels validates d.levels into cfg.LogLevels, keyed by lower-case
+// category. An app setting replaces the file's entry for its category.
+func (d *decoder) logLevels(cfg *Config) {
+	var order []string
+	byCat := map[string]levelEntry{}
+	for _, e := range d.levels {
+		lc := strings.ToLower(e.cat)
+		if _, ok := byCat[lc]; !ok {
+			order = append(order, lc)
+		}
+		byCat[lc] = e
+	}
+	for _, lc := range order {
+		e := byCat[lc]
+		s, ok := e.val.(string)
+		if !ok {
+			d.probs = append(d.probs, Problem{e.key, fmt.Sprintf("must be a level name, got %s", show(e.val))})
 			continue
 		}
-		f(prefix+k, v)
+		if _, _, err := parseLogLevel(s); err != nil {
+			d.probs = append(d.probs, Problem{e.key, err.Error()})
+			continue
+		}
+		cfg.LogLevels[lc] = s
 	}
 }
 

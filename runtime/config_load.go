@@ -1,11 +1,8 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
-	"fmt"
 	"os"
-	"sort"
 	"strings"
 
 	"github.com/spf13/viper"
@@ -43,20 +40,30 @@ const EnvPrefix = "AzureFunctionsJobHost__"
 // from app settings named AzureFunctionsJobHost__a__b (case-insensitive) and
 // validates everything. All problems are returned together in a
 // *ConfigError.
+//
+// The file may start with a UTF-8 byte-order mark and hold // and /* */
+// comments and trailing commas. Keys are case-insensitive, so two keys of
+// one object that differ only in case are a problem, as is a dot in a key
+// name outside logging.logLevel, whose category names are taken exactly as
+// written. An app setting wins over the file; two app settings naming the
+// same key are a problem.
 func LoadConfig(path string, required bool, settings *AppSettings) (*Config, error) {
 	v := viper.New()
-	v.SetConfigType("json")
 	var probs []Problem
+	var levels []levelEntry
 	if path != "" {
-		v.SetConfigFile(path)
-		if err := v.ReadInConfig(); err != nil {
-			var pe *os.PathError
-			switch {
-			case errors.As(err, &pe) && errors.Is(err, os.ErrNotExist) && !required:
-			case errors.As(err, &pe):
-				probs = append(probs, Problem{path, "cannot read: " + pe.Err.Error()})
-			default:
-				probs = append(probs, Problem{path, "not valid JSON: " + jsonErrorText(err)})
+		data, err := os.ReadFile(path)
+		switch {
+		case errors.Is(err, os.ErrNotExist) && !required:
+		case err != nil:
+			probs = append(probs, Problem{path, "cannot read: " + unwrapPath(err)})
+		default:
+			tree, lv, p := readHostJSON(path, data)
+			probs, levels = append(probs, p...), lv
+			if tree != nil {
+				if err := v.MergeConfigMap(tree); err != nil {
+					probs = append(probs, Problem{path, "cannot be read: " + err.Error()})
+				}
 			}
 		}
 	}
@@ -64,23 +71,13 @@ func LoadConfig(path string, required bool, settings *AppSettings) (*Config, err
 	// value came from, so a problem names the key the user wrote.
 	source := map[string]string{}
 	if settings != nil {
-		for _, name := range settings.Names() {
-			if len(name) <= len(EnvPrefix) || !strings.EqualFold(name[:len(EnvPrefix)], EnvPrefix) {
-				continue
-			}
-			key := strings.ToLower(strings.ReplaceAll(name[len(EnvPrefix):], "__", "."))
-			val, _ := settings.Lookup(name)
-			v.Set(key, val)
-			source[key] = name
-		}
-	}
-	if len(probs) == 0 && path != "" {
-		probs = nullValues(path)
+		lv, p := overrides(v, settings, source)
+		probs, levels = append(probs, p...), append(levels, lv...)
 	}
 	if len(probs) > 0 {
 		return nil, &ConfigError{Problems: probs}
 	}
-	d := &decoder{all: v.AllSettings(), source: source, file: path}
+	d := &decoder{all: v.AllSettings(), source: source, file: path, levels: levels}
 	cfg := d.decode()
 	if len(d.probs) > 0 {
 		return nil, &ConfigError{Problems: d.probs}
@@ -88,53 +85,29 @@ func LoadConfig(path string, required bool, settings *AppSettings) (*Config, err
 	return cfg, nil
 }
 
-// nullValues reports every null in the host.json at path: viper drops
-// them, which would silently turn "batchSize": null into the default.
-func nullValues(path string) []Problem {
-	data, err := os.ReadFile(path)
-	if err != nil {
-		return nil // a missing optional file; read errors were reported already
-	}
-	var root any
-	if json.Unmarshal(data, &root) != nil {
-		return nil
-	}
+// overrides sets in v each app setting named AzureFunctionsJobHost__a__b,
+// recording its name in source, and returns those under logging.logLevel
+// (whose categories may hold dots) for the decoder. Two settings naming the
+// same key, as they may differ in case, are a problem naming both.
+func overrides(v *viper.Viper, settings *AppSettings, source map[string]string) ([]levelEntry, []Problem) {
+	var levels []levelEntry
 	var probs []Problem
-	var walk func(prefix string, v any)
-	walk = func(prefix string, v any) {
-		switch x := v.(type) {
-		case nil:
-			key := prefix
-			if key == "" { // the whole file is null
-				key = path
-			}
-			probs = append(probs, Problem{key, "null is not a value: remove the key to use the default"})
-		case map[string]any:
-			for k, c := range x {
-				key := k
-				if key == "" {
-					key = `""` // an empty name, shown as such
-				}
-				if prefix != "" {
-					key = prefix + "." + key
-				}
-				walk(key, c)
-			}
-		case []any:
-			for i, c := range x {
-				walk(fmt.Sprintf("%s[%d]", prefix, i), c)
-			}
+	for _, name := range settings.Names() {
+		if len(name) <= len(EnvPrefix) || !strings.EqualFold(name[:len(EnvPrefix)], EnvPrefix) {
+			continue
 		}
+		key := strings.ToLower(strings.ReplaceAll(name[len(EnvPrefix):], "__", "."))
+		val, _ := settings.Lookup(name)
+		if prev, dup := source[key]; dup {
+			probs = append(probs, Problem{prev, name + " sets the same key: set only one"})
+			continue
+		}
+		source[key] = name
+		if cat, ok := strings.CutPrefix(key, "logging.loglevel."); ok {
+			levels = append(levels, levelEntry{cat: cat, key: name, val: val})
+			continue
+		}
+		v.Set(key, val)
 	}
-	walk("", root)
-	sort.Slice(probs, func(i, j int) bool { return probs[i].Key < probs[j].Key })
-	return probs
-}
-
-func jsonErrorText(err error) string {
-	s := err.Error()
-	if i := strings.LastIndex(s, ": "); i >= 0 && strings.HasPrefix(s, "While parsing config") {
-		return s[i+2:]
-	}
-	return s
+	return levels, probs
 }

@@ -1,28 +1,33 @@
 package runtime
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"os"
+	"slices"
 	"sort"
 	"strings"
+
+	"github.com/tailscale/hujson"
 )
 
 // AppSettings are the host's app settings, as Azure Functions keeps them: the
 // process environment, plus the Values of an optional local.settings.json for
-// names the environment does not set. Lookups are exact first, then
-// case-insensitive.
+// names the environment does not set (compared without regard to case: the
+// environment wins). Lookups are exact first, then case-insensitive; of names
+// differing only in case, a case-insensitive lookup finds the one set last
+// (the later in the environment; in NewAppSettings, the last in sorted order).
 type AppSettings struct {
 	values map[string]string
-	folded map[string]string // lower-case name -> name
+	folded map[string]string // lower-case name -> the name a case-insensitive lookup finds
 }
 
 // NewAppSettings returns settings holding values.
 func NewAppSettings(values map[string]string) *AppSettings {
 	s := &AppSettings{values: map[string]string{}, folded: map[string]string{}}
-	for k, v := range values {
-		s.set(k, v)
+	for _, k := range slices.Sorted(maps.Keys(values)) {
+		s.set(k, values[k])
 	}
 	return s
 }
@@ -34,9 +39,11 @@ func (s *AppSettings) set(k, v string) {
 
 // LoadAppSettings reads environ (os.Environ() form) and, when localPath names
 // an existing file, its Values. A missing file is not an error unless
-// required; a malformed one gives a *ConfigError naming each bad key.
+// required; a malformed one gives a *ConfigError naming each bad key. The
+// file may hold a byte-order mark, comments and trailing commas.
 func LoadAppSettings(environ []string, localPath string, required bool) (*AppSettings, error) {
 	s := NewAppSettings(nil)
+	fromFile := map[string]bool{}
 	if localPath != "" {
 		data, err := os.ReadFile(localPath)
 		switch {
@@ -44,33 +51,74 @@ func LoadAppSettings(environ []string, localPath string, required bool) (*AppSet
 		case err != nil:
 			return nil, &ConfigError{Problems: []Problem{{localPath, "cannot read: " + unwrapPath(err)}}}
 		default:
-			var file struct {
-				Values map[string]any `json:"Values"`
-			}
-			if err := json.Unmarshal(data, &file); err != nil {
-				return nil, &ConfigError{Problems: []Problem{{localPath, "not valid JSON: " + err.Error()}}}
-			}
-			var probs []Problem
-			for k, v := range file.Values {
-				str, ok := v.(string)
-				if !ok {
-					probs = append(probs, Problem{localPath + ": Values." + k, fmt.Sprintf("must be a string (app settings are strings), got %s", show(v))})
-					continue
-				}
-				s.set(k, str)
-			}
+			values, probs := readLocalSettings(localPath, data)
 			if len(probs) > 0 {
-				sort.Slice(probs, func(i, j int) bool { return probs[i].Key < probs[j].Key })
 				return nil, &ConfigError{Problems: probs}
+			}
+			for _, kv := range values {
+				s.set(kv[0], kv[1])
+				fromFile[kv[0]] = true
 			}
 		}
 	}
 	for _, kv := range environ {
-		if k, v, ok := strings.Cut(kv, "="); ok && k != "" {
-			s.set(k, v)
+		k, v, ok := strings.Cut(kv, "=")
+		if !ok || k == "" {
+			continue
 		}
+		// The environment wins over the file, whatever the case of the name.
+		if old, ok := s.folded[strings.ToLower(k)]; ok && old != k && fromFile[old] {
+			delete(s.values, old)
+			delete(fromFile, old)
+		}
+		s.set(k, v)
+		delete(fromFile, k)
 	}
 	return s, nil
+}
+
+// readLocalSettings returns the Values of local.settings.json, in file order.
+func readLocalSettings(path string, data []byte) ([][2]string, []Problem) {
+	doc, p := parseJSONC(path, data)
+	if p != nil {
+		return nil, []Problem{*p}
+	}
+	probs := doc.duplicates(path+": ", doc.root, nil)
+	root, ok := doc.root.Value.(*hujson.Object)
+	if !ok {
+		return nil, append(probs, Problem{path, "must be a JSON object, got " + showJSON(doc.root)})
+	}
+	var values [][2]string
+	for _, m := range root.Members {
+		name := memberName(m)
+		switch strings.ToLower(name) {
+		case "isencrypted":
+			switch literalKind(m.Value) {
+			case 't':
+				probs = append(probs, Problem{path + ": " + name, "the values are encrypted: decrypt them with `func settings decrypt`, then run again"})
+			case 'f':
+			default:
+				probs = append(probs, Problem{path + ": " + name, "must be true or false, got " + showJSON(m.Value)})
+			}
+		case "values":
+			obj, ok := m.Value.Value.(*hujson.Object)
+			if !ok {
+				probs = append(probs, Problem{path + ": " + name, "must be a JSON object of strings, got " + showJSON(m.Value)})
+				continue
+			}
+			for _, vm := range obj.Members {
+				k := memberName(vm)
+				lit, _ := vm.Value.Value.(hujson.Literal)
+				if literalKind(vm.Value) != '"' {
+					probs = append(probs, Problem{path + ": " + name + "." + k, "must be a string (app settings are strings), got " + showJSON(vm.Value)})
+					continue
+				}
+				values = append(values, [2]string{k, lit.String()})
+			}
+		}
+	}
+	sort.SliceStable(probs, func(i, j int) bool { return probs[i].Key < probs[j].Key })
+	return values, probs
 }
 
 func unwrapPath(err error) string {
@@ -82,14 +130,13 @@ func unwrapPath(err error) string {
 }
 
 // WithDefaults returns settings in which each name of defaults that s does
-// not set has its default value.
+// not set (compared without regard to case) has its default value.
 func (s *AppSettings) WithDefaults(defaults map[string]string) *AppSettings {
-	out := NewAppSettings(defaults)
-	for k, v := range s.values {
-		if old, ok := out.folded[strings.ToLower(k)]; ok {
-			delete(out.values, old)
+	out := &AppSettings{values: maps.Clone(s.values), folded: maps.Clone(s.folded)}
+	for _, k := range slices.Sorted(maps.Keys(defaults)) {
+		if _, ok := s.folded[strings.ToLower(k)]; !ok {
+			out.set(k, defaults[k])
 		}
-		out.set(k, v)
 	}
 	return out
 }
