@@ -7,12 +7,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
-	"strconv"
-	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -51,13 +51,34 @@ const (
 // Completion to a URL whose host is in the allowlist, in the background,
 // retried on network errors, 408, 429 and 5xx. A callback never affects the
 // message it reports on: the caller has settled it before calling Post.
+// The dialer refuses link-local and cloud metadata addresses (see
+// callbacks_dial.go).
+//
+// Delivery is best effort: up to maxAttempts POSTs, none guaranteed to land.
+// The notice lives only in memory and is posted once the message is settled,
+// so nothing sends it again: it is lost if the process exits before it
+// lands (Close abandons retries in backoff and gives POSTs under way its
+// context's time), if 64 are in flight, on a refusal, a 3xx or other 4xx
+// than 408 and 429, or the last failed attempt. It may arrive twice: an
+// attempt that times out or gets a 5xx after the receiver took it is
+// retried, and a message delivered again (its deletion failed or its lease
+// was lost) runs again and sends a new notice, with a new invocation ID.
+// Receivers deduplicate on invocationId (X-Jobhost-Invocation-Id) and
+// messageId.
 type callbacks struct {
 	log         *zap.Logger
 	client      *http.Client
 	allowed     []hostPattern
-	timeout     time.Duration // one attempt
+	literalIPs  map[netip.Addr]bool // IP addresses the allowlist names
+	timeout     time.Duration       // one attempt
 	maxAttempts int
 	backoff     time.Duration // wait after the first failed attempt; doubles after each
+	dropped     atomic.Int64  // notices Post dropped: over the bound or after Close
+
+	// resolve and dial are the dialer's name lookup and connect (tests
+	// replace them); dial is given only vetted IP addresses.
+	resolve func(ctx context.Context, network, host string) ([]netip.Addr, error)
+	dial    func(ctx context.Context, network, addr string) (net.Conn, error)
 
 	sem    chan struct{} // one token per post in flight
 	wg     sync.WaitGroup
@@ -66,13 +87,6 @@ type callbacks struct {
 	stop   chan struct{}      // closed by Close: no more retries
 	ctx    context.Context    // cancelled when Close gives up: aborts requests
 	cancel context.CancelFunc //
-}
-
-// hostPattern is one allowedHosts entry.
-type hostPattern struct {
-	host     string // lower-case name or canonical IP; for a wildcard the suffix with its dot (".example.com")
-	wildcard bool
-	port     int // 0: any port
 }
 
 // newCallbacks returns the sender for settings s; log receives refusals,
@@ -87,8 +101,11 @@ func newCallbacks(s CallbackSettings, log *zap.Logger) *callbacks {
 		timeout:     s.Timeout,
 		maxAttempts: s.MaxAttempts,
 		backoff:     time.Second,
+		literalIPs:  map[netip.Addr]bool{},
 		sem:         make(chan struct{}, maxCallbacksInFlight),
 		stop:        make(chan struct{}),
+		resolve:     net.DefaultResolver.LookupNetIP,
+		dial:        (&net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
 	}
 	if cb.timeout <= 0 {
 		cb.timeout = defaultCallbackTimeout
@@ -103,12 +120,15 @@ func newCallbacks(s CallbackSettings, log *zap.Logger) *callbacks {
 			continue
 		}
 		cb.allowed = append(cb.allowed, p)
+		if a, err := netip.ParseAddr(p.host); err == nil {
+			cb.literalIPs[a] = true
+		}
 	}
 	cb.ctx, cb.cancel = context.WithCancel(context.Background())
-	var transport http.RoundTripper = http.DefaultTransport
-	if t, ok := http.DefaultTransport.(*http.Transport); ok {
-		transport = t.Clone()
-	}
+	// http.DefaultTransport's settings, without its proxy: the dialer must
+	// see the address it connects to.
+	transport := &http.Transport{DialContext: cb.dialContext, ForceAttemptHTTP2: true, MaxIdleConns: 100,
+		IdleConnTimeout: 90 * time.Second, TLSHandshakeTimeout: 10 * time.Second, ExpectContinueTimeout: time.Second}
 	cb.client = &http.Client{
 		Transport: transport,
 		// Never follow a redirect: the allowlist applies to the URL given,
@@ -118,243 +138,11 @@ func newCallbacks(s CallbackSettings, log *zap.Logger) *callbacks {
 	return cb
 }
 
-// CheckURL reports why rawURL may not receive callbacks, or nil if it may.
-// The host uses it at start for static callback URLs. The error never
-// contains the URL's query or userinfo.
-func (cb *callbacks) CheckURL(rawURL string) error {
-	_, err := cb.check(rawURL)
-	return err
-}
-
-// check parses rawURL and applies the rules: http or https, no userinfo, a
-// canonical host (the one the transport will dial) in the allowlist.
-func (cb *callbacks) check(rawURL string) (*url.URL, error) {
-	if strings.TrimSpace(rawURL) == "" {
-		return nil, errors.New("no callback URL")
-	}
-	u, err := url.Parse(rawURL)
-	if err != nil {
-		// url.Parse's error quotes the whole URL: do not pass it on.
-		return nil, errors.New("not a valid URL")
-	}
-	if u.Scheme != "http" && u.Scheme != "https" {
-		return nil, fmt.Errorf("scheme %q is not allowed: only http and https", u.Scheme)
-	}
-	if u.Opaque != "" || u.Host == "" {
-		return nil, errors.New("the URL has no host")
-	}
-	if u.User != nil {
-		return nil, errors.New("the URL carries userinfo (user@ or user:password@), which is not allowed")
-	}
-	host, port, err := canonicalURLHost(u)
-	if err != nil {
-		return nil, err
-	}
-	if port == 0 {
-		port = 80
-		if u.Scheme == "https" {
-			port = 443
-		}
-	}
-	for _, p := range cb.allowed {
-		if p.matches(host, port) {
-			return u, nil
-		}
-	}
-	if len(cb.allowed) == 0 {
-		return nil, fmt.Errorf("host %s is not allowed: jobhost.callbacks.allowedHosts is empty", u.Host)
-	}
-	return nil, fmt.Errorf("host %s is not in jobhost.callbacks.allowedHosts", u.Host)
-}
-
-func (p hostPattern) matches(host string, port int) bool {
-	if p.port != 0 && p.port != port {
-		return false
-	}
-	if p.wildcard {
-		return len(host) > len(p.host) && strings.HasSuffix(host, p.host)
-	}
-	return host == p.host
-}
-
-// canonicalURLHost returns u's host, lower-cased (an IP in its canonical
-// form), and its port (0 if none). It refuses hosts the dialer might read
-// differently from the allowlist: percent-escapes, non-ASCII, trailing dots,
-// numeric forms that are not a plain IP address (0x7f.1, 2130706433),
-// bracketed IPv4, IPv6 zones, empty or non-canonical ports.
-func canonicalURLHost(u *url.URL) (string, int, error) {
-	name := u.Hostname()
-	bracketed := strings.HasPrefix(u.Host, "[")
-	var port int
-	if i := strings.LastIndexByte(u.Host, ':'); i >= 0 && i > strings.LastIndexByte(u.Host, ']') {
-		ps := u.Host[i+1:]
-		n, err := strconv.Atoi(ps)
-		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != ps {
-			return "", 0, fmt.Errorf("port %q is not valid", ps)
-		}
-		port = n
-	}
-	if bracketed {
-		a, err := netip.ParseAddr(name)
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return "", 0, errors.New("the host is not a valid IPv6 address (zones are not allowed)")
-		}
-		return a.String(), port, nil
-	}
-	if a, err := netip.ParseAddr(name); err == nil {
-		if !a.Is4() {
-			return "", 0, errors.New("an IPv6 host must be in brackets")
-		}
-		return a.String(), port, nil
-	}
-	if err := checkDNSName(name); err != nil {
-		return "", 0, err
-	}
-	return strings.ToLower(name), port, nil
-}
-
-// checkDNSName accepts ASCII host names: dot-separated labels of letters,
-// digits and inner hyphens, whose last label is not numeric (a numeric one
-// makes it an IPv4 address in some resolvers).
-func checkDNSName(name string) error {
-	if name == "" || len(name) > 253 {
-		return errors.New("the host name is empty or too long")
-	}
-	labels := strings.Split(name, ".")
-	for _, l := range labels {
-		if l == "" || len(l) > 63 || l[0] == '-' || l[len(l)-1] == '-' {
-			return errors.New("the host is not a canonical host name (empty label, trailing dot or misplaced hyphen)")
-		}
-		for i := 0; i < len(l); i++ {
-			c := l[i]
-			if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || c == '-') {
-				return errors.New("the host is not a canonical host name (only ASCII letters, digits, '-' and '.'; use punycode for international names)")
-			}
-		}
-	}
-	if numericLabel(labels[len(labels)-1]) {
-		return errors.New("the host looks numeric but is not a plain IPv4 address")
-	}
-	return nil
-}
-
-// numericLabel reports a label read as a number by IPv4 parsers: decimal,
-// or hexadecimal with 0x.
-func numericLabel(l string) bool {
-	l = strings.ToLower(l)
-	digits := "0123456789"
-	if strings.HasPrefix(l, "0x") {
-		l, digits = l[2:], "0123456789abcdef"
-		if l == "" {
-			return true
-		}
-	}
-	for i := 0; i < len(l); i++ {
-		if !strings.ContainsRune(digits, rune(l[i])) {
-			return false
-		}
-	}
-	return true
-}
-
-// parseHostPattern reads an allowedHosts entry: name, *.name, IPv4, IPv6
-// (bare or bracketed), each optionally with :port when unambiguous.
-func parseHostPattern(e string) (hostPattern, error) {
-	e = strings.ToLower(strings.TrimSpace(e))
-	if e == "" {
-		return hostPattern{}, errors.New("empty entry")
-	}
-	if a, err := netip.ParseAddr(e); err == nil && a.Is6() { // bare IPv6: no port
-		if a.Zone() != "" {
-			return hostPattern{}, errors.New("IPv6 zones are not allowed")
-		}
-		return hostPattern{host: a.String()}, nil
-	}
-	host, portStr := e, ""
-	if strings.HasPrefix(e, "[") {
-		end := strings.IndexByte(e, ']')
-		if end < 0 {
-			return hostPattern{}, errors.New("missing ']'")
-		}
-		host, portStr = e[1:end], e[end+1:]
-		if portStr != "" && portStr[0] != ':' {
-			return hostPattern{}, errors.New("unexpected text after ']'")
-		}
-		a, err := netip.ParseAddr(host)
-		if err != nil || !a.Is6() || a.Zone() != "" {
-			return hostPattern{}, errors.New("not an IPv6 address in brackets")
-		}
-		host = a.String()
-	} else if i := strings.LastIndexByte(e, ':'); i >= 0 {
-		host, portStr = e[:i], e[i:]
-	}
-	var p hostPattern
-	if portStr != "" {
-		ps := portStr[1:]
-		n, err := strconv.Atoi(ps)
-		if err != nil || n < 1 || n > 65535 || strconv.Itoa(n) != ps {
-			return hostPattern{}, fmt.Errorf("port %q is not valid", ps)
-		}
-		p.port = n
-	}
-	switch {
-	case strings.HasPrefix(e, "["):
-		p.host = host
-	case strings.HasPrefix(host, "*."):
-		if err := checkDNSName(host[2:]); err != nil {
-			return hostPattern{}, err
-		}
-		p.host, p.wildcard = host[1:], true
-	default:
-		if a, err := netip.ParseAddr(host); err == nil {
-			if !a.Is4() {
-				return hostPattern{}, errors.New("an IPv6 address with a port must be in brackets")
-			}
-			p.host = a.String()
-		} else if err := checkDNSName(host); err != nil {
-			return hostPattern{}, err
-		} else {
-			p.host = host
-		}
-	}
-	return p, nil
-}
-
-// safeURL returns rawURL fit for a log line: scheme, host and path, without
-// userinfo, query or fragment (which may carry tokens).
-func safeURL(rawURL string) string {
-	if u, err := url.Parse(rawURL); err == nil && u.Opaque == "" {
-		s := ""
-		if u.Scheme != "" {
-			s = u.Scheme + "://"
-		}
-		return s + u.Host + u.EscapedPath()
-	}
-	// Unparseable: cut at the query or fragment, then drop anything up to an
-	// '@' in the authority.
-	s := rawURL
-	if i := strings.IndexAny(s, "?#"); i >= 0 {
-		s = s[:i]
-	}
-	rest, prefix := s, ""
-	if i := strings.Index(s, "://"); i >= 0 {
-		prefix, rest = s[:i+3], s[i+3:]
-	}
-	authority, path := rest, ""
-	if i := strings.IndexAny(rest, "/\\"); i >= 0 {
-		authority, path = rest[:i], rest[i:]
-	}
-	if i := strings.LastIndexByte(authority, '@'); i >= 0 {
-		authority = authority[i+1:]
-	}
-	return prefix + authority + path
-}
-
 // Post sends c to rawURL in the background and returns at once; it never
 // blocks the caller and never panics. A URL refused by the rules is logged
 // (warn) and nothing is sent. At most 64 notices are in flight (sending or
 // waiting to retry) at once: beyond that, and after Close, Post logs a
-// warning and drops the notice.
+// warning and drops the notice, counting it in cb.dropped.
 func (cb *callbacks) Post(rawURL string, c Completion) {
 	fields := []zap.Field{
 		zap.String("function", c.Function),
@@ -381,14 +169,15 @@ func (cb *callbacks) Post(rawURL string, c Completion) {
 	cb.mu.Lock()
 	if cb.closed {
 		cb.mu.Unlock()
-		cb.log.Warn("callback dropped: the host is stopping", fields...)
+		cb.log.Warn("callback dropped: the host is stopping", append(fields, zap.Int64("dropped", cb.dropped.Add(1)))...)
 		return
 	}
 	select {
 	case cb.sem <- struct{}{}:
 	default:
 		cb.mu.Unlock()
-		cb.log.Warn("callback dropped: too many callbacks in flight", append(fields, zap.Int("limit", cap(cb.sem)))...)
+		cb.log.Warn("callback dropped: too many callbacks in flight",
+			append(fields, zap.Int("limit", cap(cb.sem)), zap.Int64("dropped", cb.dropped.Add(1)))...)
 		return
 	}
 	cb.wg.Add(1)
@@ -406,7 +195,7 @@ func (r attemptResult) ok() bool { return r.err == nil && r.status >= 200 && r.s
 
 func (r attemptResult) retryable() bool {
 	if r.err != nil {
-		return true
+		return !isAddressRefused(r.err)
 	}
 	return r.status == http.StatusRequestTimeout || r.status == http.StatusTooManyRequests || r.status >= 500
 }
@@ -447,6 +236,10 @@ func (cb *callbacks) send(u *url.URL, body []byte, invocationID string, fields [
 		}
 		if cb.ctx.Err() != nil {
 			cb.log.Warn("callback abandoned: the host stopped", append(fields, zap.Int("attempts", attempt))...)
+			return
+		}
+		if isAddressRefused(r.err) {
+			cb.log.Warn("callback refused", append(fields, zap.String("reason", r.err.Error()), zap.Int("attempts", attempt))...)
 			return
 		}
 		if !r.retryable() || attempt >= cb.maxAttempts {
