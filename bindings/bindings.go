@@ -4,6 +4,7 @@
 package bindings
 
 import (
+	"bytes"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -33,10 +34,21 @@ func ParseEncoding(s string) (Encoding, error) {
 }
 
 // Decode returns the payload carried by body. Under Base64 a body that is not
-// valid base64 gives an error wrapped in *Error.
+// valid base64 gives an error wrapped in *Error. Spaces, tabs, CRs and LFs
+// anywhere in the base64 text are ignored, as .NET's
+// Convert.FromBase64String ignores them.
 func (e Encoding) Decode(body []byte) ([]byte, error) {
 	if e != Base64 {
 		return body, nil
+	}
+	if bytes.ContainsAny(body, " \t") { // StdEncoding itself skips CR and LF
+		compact := make([]byte, 0, len(body))
+		for _, c := range body {
+			if c != ' ' && c != '\t' {
+				compact = append(compact, c)
+			}
+		}
+		body = compact
 	}
 	out := make([]byte, base64.StdEncoding.DecodedLen(len(body)))
 	n, err := base64.StdEncoding.Decode(out, body)
@@ -76,10 +88,19 @@ func (e *Error) Unwrap() error { return e.Err }
 // reflection per message beyond what encoding/json needs.
 type Binder[T any] func(payload []byte) (T, error)
 
+// bom is the UTF-8 byte-order mark that .NET writers (Encoding.UTF8's
+// preamble) put before the text.
+var bom = []byte{0xEF, 0xBB, 0xBF}
+
+// trimBOM returns p without a leading UTF-8 byte-order mark.
+func trimBOM(p []byte) []byte { return bytes.TrimPrefix(p, bom) }
+
 // NewBinder returns the binder for T: string and []byte receive the payload
-// as is, json.RawMessage receives it after a validity check, and any other
-// type is decoded from JSON. A JSON payload that does not fit T gives an
-// *Error.
+// as is (a leading UTF-8 byte-order mark included, as WebJobs passes
+// strings), json.RawMessage receives it after a validity check, and any
+// other type is decoded from JSON. JSON binding (json.RawMessage included)
+// skips a leading byte-order mark, as WebJobs' does, so that RawMessage
+// holds valid JSON. A JSON payload that does not fit T gives an *Error.
 func NewBinder[T any]() Binder[T] {
 	var zero T
 	switch any(zero).(type) {
@@ -98,6 +119,7 @@ func NewBinder[T any]() Binder[T] {
 	case json.RawMessage:
 		return func(p []byte) (T, error) {
 			var v T
+			p = trimBOM(p)
 			if !json.Valid(p) {
 				return v, &Error{Reason: "message is not valid JSON"}
 			}
@@ -108,7 +130,7 @@ func NewBinder[T any]() Binder[T] {
 	typeName := fmt.Sprintf("%T", zero)
 	return func(p []byte) (T, error) {
 		var v T
-		if err := json.Unmarshal(p, &v); err != nil {
+		if err := json.Unmarshal(trimBOM(p), &v); err != nil {
 			return v, &Error{Reason: "message cannot be bound to " + typeName, Err: err}
 		}
 		return v, nil

@@ -80,6 +80,11 @@ func FuzzBind(f *testing.F) {
 	f.Add([]byte(`{"id": 1e400}`))
 	f.Add([]byte(`eyJpZCI6IDF9`))
 	f.Add([]byte{0xff, 0xfe})
+	f.Add([]byte("eyJpZCI6 IDF9\r\n"))                   // .NET line-broken base64
+	f.Add([]byte("\teyJp\r\nZCI6IDF9 "))                 // whitespace anywhere
+	f.Add([]byte("\xef\xbb\xbf{\"id\": 2}"))             // JSON after a byte-order mark
+	f.Add([]byte("77u/eyJpZCI6IDN9"))                    // base64 of BOM + JSON
+	f.Add([]byte("\xef\xbb\xbf\xef\xbb\xbf{\"id\": 4}")) // two marks: not JSON
 	bind := NewBinder[order]()
 	f.Fuzz(func(t *testing.T, data []byte) {
 		if p, err := Base64.Decode(data); err == nil {
@@ -99,4 +104,48 @@ func FuzzBind(f *testing.F) {
 			t.Fatalf("round trip: %+v -> %s -> %+v %v", o, again, o2, err)
 		}
 	})
+}
+
+// TestDotNetBodies: what .NET producers write and .NET reads binds here too:
+// base64 with white space or line breaks anywhere (Convert.FromBase64String
+// ignores space, tab, CR and LF) and JSON after a UTF-8 byte-order mark.
+func TestDotNetBodies(t *testing.T) {
+	const want = `{"id":1}`
+	for _, body := range []string{"eyJpZCI6MX0=", "eyJp ZCI6MX0=", "eyJp\tZCI6\r\nMX0=", " eyJpZCI6MX0= \r\n",
+		"eyJpZCI6\nMX0=\n", "e y J p Z C I 6 M X 0 ="} {
+		got, err := Base64.Decode([]byte(body))
+		if err != nil || string(got) != want {
+			t.Errorf("Decode(%q) = %q, %v; want %q", body, got, err, want)
+		}
+	}
+	if _, err := Base64.Decode([]byte("eyJp\vZCI6MX0=")); err == nil {
+		t.Error("a vertical tab is not white space to .NET; want an error")
+	}
+	const bom = "\xef\xbb\xbf"
+	o, err := NewBinder[order]()([]byte(bom + `{"id": 5}`))
+	if err != nil || o.ID != 5 {
+		t.Errorf("struct after BOM: %+v %v", o, err)
+	}
+	p, err := Base64.Decode([]byte("77u/eyJpZCI6IDZ9")) // base64 of BOM + {"id": 6}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if o, err = NewBinder[order]()(p); err != nil || o.ID != 6 {
+		t.Errorf("base64 of BOM + JSON: %+v %v", o, err)
+	}
+	raw, err := NewBinder[json.RawMessage]()([]byte(bom + `[1]`))
+	if err != nil || string(raw) != `[1]` {
+		t.Errorf("raw after BOM: %q %v (want the JSON without the mark)", raw, err)
+	}
+	// Strings and bytes are the payload as is, mark included, as WebJobs
+	// passes them.
+	if s, _ := NewBinder[string]()([]byte(bom + "hi")); s != bom+"hi" {
+		t.Errorf("string: %q", s)
+	}
+	if b, _ := NewBinder[[]byte]()([]byte(bom + "hi")); string(b) != bom+"hi" {
+		t.Errorf("[]byte: %q", b)
+	}
+	if _, err := NewBinder[order]()([]byte(bom + bom + `{"id": 7}`)); err == nil {
+		t.Error("only one leading mark is skipped")
+	}
 }

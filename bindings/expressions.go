@@ -13,7 +13,8 @@ import (
 // Expression is an output name with {placeholders}, resolved per
 // invocation from the trigger message: {queueTrigger} (the payload text),
 // {id}, {dequeueCount}, {rand-guid}, {datetime} (UTC, 2006-01-02T15-04-05Z)
-// and JSON properties of the payload ({siteUrl}, {order.region}).
+// and JSON properties of the payload ({siteUrl}, {order.region}; a leading
+// UTF-8 byte-order mark is skipped, as the JSON binder skips it).
 type Expression struct {
 	parts []part
 }
@@ -127,7 +128,7 @@ func (d *Data) lookup(name string) (string, error) {
 	}
 	if !d.parsed {
 		d.parsed = true
-		d.jsonErr = json.Unmarshal(d.Payload, &d.json)
+		d.jsonErr = json.Unmarshal(trimBOM(d.Payload), &d.json)
 	}
 	if d.jsonErr != nil || d.json == nil {
 		return "", fmt.Errorf("{%s}: the trigger message is not a JSON object", name)

@@ -70,3 +70,12 @@ func mustParse(t *testing.T, s string) Expression {
 	}
 	return e
 }
+
+// TestExpressionAfterBOM: JSON properties are found in a payload that starts
+// with a UTF-8 byte-order mark, as the JSON binder finds them.
+func TestExpressionAfterBOM(t *testing.T) {
+	d := &Data{Payload: []byte("\xef\xbb\xbf" + `{"region": "EU"}`)}
+	if got, err := mustParse(t, "out-{region}").Resolve(d); err != nil || got != "out-EU" {
+		t.Errorf("got %q, %v", got, err)
+	}
+}

@@ -11,22 +11,18 @@ import (
 	"errors"
 	"flag"
 	"fmt"
-	"github.com/jobhost/jobhost/internal/redact"
 	"io"
-	"net/url"
 	"os"
 	"os/signal"
-	"sort"
+	"regexp"
+	"slices"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 
-	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/runtime"
-	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
-	"github.com/jobhost/jobhost/triggers/memqueue"
 )
 
 // Exit statuses.
@@ -68,6 +64,8 @@ commands:
   functions   list the functions with their resolved queues and effective settings
   validate    check host.json, app settings and functions without connecting
   send        enqueue a message:  send --queue Q (--json TEXT | --file F)
+              (creates a missing Storage Queue, RabbitMQ queue or NATS stream,
+              as outputs do, whatever createQueues says)
   peek        show messages without dequeuing them:  peek --queue Q [-n N]
   queues      list the account's Storage Queues with message counts, poison queues marked
   poison      poison messages:  poison list|requeue|purge --queue Q  (see poison --help)
@@ -182,11 +180,30 @@ func (c *command) problems(err error) {
 	var ce *runtime.ConfigError
 	if errors.As(err, &ce) {
 		for _, p := range ce.Problems {
-			fmt.Fprintln(c.Stderr, "jobhost: "+runtime.Redact(p.String()))
+			fmt.Fprintln(c.Stderr, "jobhost: "+redactText(p.String()))
 		}
 		return
 	}
-	fmt.Fprintln(c.Stderr, "jobhost: "+runtime.Redact(err.Error()))
+	fmt.Fprintln(c.Stderr, "jobhost: "+redactText(err.Error()))
+}
+
+// placeholderURL is the placeholder server URL of the drivers' hints
+// ("it should hold amqp://user:password@host:port/vhost"): its password is
+// no secret, and the literal port "port" makes it no real address.
+var placeholderURL = regexp.MustCompile(`(?i)\b[a-z][a-z0-9+.-]*://(?:user|<user>):(?:password|<password>)@(?:host:port|<host>:<port>)`)
+
+// redactText is runtime.Redact leaving placeholder URLs readable, so that
+// a hint does not read "amqp://user:REDACTED@host:port".
+func redactText(s string) string {
+	found := placeholderURL.FindAllString(s, -1)
+	if len(found) == 0 || strings.Contains(s, "\x00") {
+		return runtime.Redact(s)
+	}
+	s = runtime.Redact(placeholderURL.ReplaceAllLiteralString(s, "\x00"))
+	for _, u := range found {
+		s = strings.Replace(s, "\x00", u, 1)
+	}
+	return s
 }
 
 func (c *command) host(cfg *runtime.Config, settings *runtime.AppSettings) (*runtime.Host, *runtime.Logs, bool) {
@@ -223,6 +240,11 @@ func (c *command) run(ctx context.Context) int {
 	}
 	defer logs.Sync()
 	if err := h.Run(ctx); err != nil {
+		var ce *runtime.ConfigError
+		if errors.As(err, &ce) { // found only once the triggers were opened
+			c.problems(err)
+			return ExitUsage
+		}
 		logs.Category(runtime.CategoryHost).Error("host failed: " + err.Error())
 		return ExitFailed
 	}
@@ -236,6 +258,11 @@ func (c *command) validate() int {
 	}
 	for _, w := range h.Warnings() {
 		fmt.Fprintln(c.Stderr, "warning: "+w)
+	}
+	// run refuses to start with nothing to listen to: so does validate.
+	if fcs := h.Functions(); len(fcs) > 0 && !slices.ContainsFunc(fcs, func(fc *runtime.FunctionConfig) bool { return !fc.Disabled }) {
+		fmt.Fprintf(c.Stderr, "jobhost: every function is disabled (%d function(s)); run would exit 1\n", len(fcs))
+		return ExitFailed
 	}
 	fmt.Fprintf(c.Stdout, "ok: %d function(s), host.json and settings valid\n", len(h.Functions()))
 	return ExitOK
@@ -258,6 +285,51 @@ type functionInfo struct {
 	FunctionTimeout    string `json:"functionTimeout"`
 	PoisonQueue        string `json:"poisonQueue"`
 	Disabled           bool   `json:"disabled"`
+	// Retry is the retry policy in force (null: each retry waits
+	// visibilityTimeout); Attempts is how many attempts a message gets
+	// before poison, from the policy's maxRetryCount or maxDequeueCount.
+	Retry    *retryInfo `json:"retry"`
+	Attempts int        `json:"attempts"`
+}
+
+// retryInfo is a retry policy as host.json spells it.
+type retryInfo struct {
+	Strategy        string `json:"strategy"`
+	MaxRetryCount   int    `json:"maxRetryCount"`
+	DelayInterval   string `json:"delayInterval,omitempty"`
+	MinimumInterval string `json:"minimumInterval,omitempty"`
+	MaximumInterval string `json:"maximumInterval,omitempty"`
+}
+
+// retryOf describes q's retry policy and the attempts a message gets, as
+// the host counts them.
+func retryOf(q runtime.QueueSettings) (*retryInfo, int) {
+	p := q.Retry
+	if p == nil {
+		return nil, q.MaxDequeueCount
+	}
+	attempts := q.MaxDequeueCount
+	if p.Attempts() > 0 {
+		attempts = p.Attempts()
+	}
+	r := &retryInfo{Strategy: p.Strategy, MaxRetryCount: p.MaxRetryCount}
+	if p.Strategy == "exponentialBackoff" {
+		r.MinimumInterval, r.MaximumInterval = runtime.FormatTimeSpan(p.MinimumInterval), runtime.FormatTimeSpan(p.MaximumInterval)
+	} else {
+		r.DelayInterval = runtime.FormatTimeSpan(p.DelayInterval)
+	}
+	return r, attempts
+}
+
+// String is the policy in the functions table.
+func (r *retryInfo) String() string {
+	switch {
+	case r == nil:
+		return "visibilityTimeout"
+	case r.Strategy == "exponentialBackoff":
+		return "exponential " + r.MinimumInterval + ".." + r.MaximumInterval
+	}
+	return "fixed " + r.DelayInterval
 }
 
 func (c *command) functions() int {
@@ -272,13 +344,14 @@ func (c *command) functions() int {
 		if fc.FunctionTimeout > 0 {
 			timeout = runtime.FormatTimeSpan(fc.FunctionTimeout)
 		}
+		retry, attempts := retryOf(q)
 		rows = append(rows, functionInfo{
 			Name: fc.Name(), Queue: fc.Queue, QueueExpression: fc.Definition.Trigger.Queue, Connection: fc.Connection,
 			ArgType: fc.Definition.ArgType, BatchSize: q.BatchSize, NewBatchThreshold: q.NewBatchThreshold,
 			MaxDequeueCount: q.MaxDequeueCount, MaxPollingInterval: runtime.FormatTimeSpan(q.MaxPollingInterval),
 			VisibilityTimeout: runtime.FormatTimeSpan(q.VisibilityTimeout), LeaseDuration: runtime.FormatTimeSpan(q.LeaseDuration),
 			MessageEncoding: string(q.MessageEncoding), FunctionTimeout: timeout,
-			PoisonQueue: poisonName(fc), Disabled: fc.Disabled,
+			PoisonQueue: poisonName(fc), Disabled: fc.Disabled, Retry: retry, Attempts: attempts,
 		})
 	}
 	if c.output == "json" {
@@ -293,14 +366,14 @@ func (c *command) functions() int {
 		return ExitOK
 	}
 	tw := tabwriter.NewWriter(c.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "FUNCTION\tQUEUE\tARGUMENT\tBATCH\tTHRESHOLD\tMAX DEQUEUE\tLEASE\tVISIBILITY\tENCODING\tTIMEOUT")
+	fmt.Fprintln(tw, "FUNCTION\tQUEUE\tARGUMENT\tBATCH\tTHRESHOLD\tMAX DEQUEUE\tLEASE\tVISIBILITY\tRETRY\tATTEMPTS\tENCODING\tTIMEOUT")
 	for _, r := range rows {
 		name := r.Name
 		if r.Disabled {
 			name += " (disabled)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", name, r.Queue, r.ArgType, r.BatchSize,
-			r.NewBatchThreshold, r.MaxDequeueCount, r.LeaseDuration, r.VisibilityTimeout, r.MessageEncoding, r.FunctionTimeout)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%d\t%s\t%s\n", name, r.Queue, r.ArgType, r.BatchSize,
+			r.NewBatchThreshold, r.MaxDequeueCount, r.LeaseDuration, r.VisibilityTimeout, r.Retry, r.Attempts, r.MessageEncoding, r.FunctionTimeout)
 	}
 	_ = tw.Flush()
 	return ExitOK
@@ -310,240 +383,12 @@ func (c *command) functions() int {
 // without opening the driver.
 func poisonName(fc *runtime.FunctionConfig) string {
 	switch {
-	case fc.URL == nil:
-		return azurequeue.PoisonQueueName(fc.Queue)
 	case fc.Poison != "":
 		return fc.Poison
+	case fc.URL == nil:
+		return azurequeue.PoisonQueueName(fc.Queue)
 	case fc.URL.Scheme == "azuresb":
 		return "the entity's dead-letter queue"
 	}
 	return "the driver's default (<name>-poison)"
-}
-
-// queueFlags are the flags of send and peek.
-type queueFlags struct {
-	queue, connection, encoding string
-}
-
-func (q *queueFlags) add(fs *flag.FlagSet) {
-	fs.StringVar(&q.queue, "queue", "", "Storage Queue name or subscription URL (may use %Setting%)")
-	fs.StringVar(&q.connection, "connection", "", "connection name (default: Storage for queues, the driver's variable for URLs)")
-	fs.StringVar(&q.encoding, "encoding", "", "base64 or none (default: the queue's function setting, else host.json)")
-}
-
-// target is the queue a send or peek addresses.
-type target struct {
-	pub   triggers.Publisher
-	azure *azurequeue.Driver // nil for a URL
-	name  string
-	enc   bindings.Encoding
-}
-
-// openQueue resolves the queue (a Storage Queue name or a subscription URL)
-// and its encoding, and opens its publisher (a Storage Queue's driver).
-func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) {
-	if q.queue == "" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --queue is required\n", c.name)
-		return nil, false
-	}
-	cfg, settings, ok := c.load()
-	if !ok {
-		return nil, false
-	}
-	settings = settings.WithDefaults(c.Registry.SettingDefaults())
-	name, err := settings.Expand(q.queue)
-	if err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, err)
-		return nil, false
-	}
-	var u *url.URL
-	if strings.Contains(name, "://") {
-		if u, err = url.Parse(name); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: not a valid URL\n", c.name)
-			return nil, false
-		}
-		if u.Scheme == "mem" || u.Scheme == memqueue.Scheme {
-			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %s:// queues live inside one process; the CLI, another process, cannot reach them (send from the worker itself)\n", c.name, u.Scheme)
-			return nil, false
-		}
-	} else if name = strings.ToLower(name); azurequeue.ValidateQueueName(name) != nil {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, azurequeue.ValidateQueueName(name))
-		return nil, false
-	}
-	t := &target{name: name, enc: cfg.Queues.MessageEncoding}
-	if u != nil {
-		t.enc = cfg.PubSub.MessageEncoding
-	}
-	// A function bound to this queue decides how its messages are encoded.
-	if funcs, _, err := runtime.ResolveFunctions(cfg, c.Registry, settings); err == nil {
-		for _, fc := range funcs {
-			if fc.Queue == name || (u != nil && fc.URL != nil && fc.URL.String() == u.String()) {
-				t.enc = fc.Queues.MessageEncoding
-			}
-		}
-	}
-	if q.encoding != "" {
-		if t.enc, err = bindings.ParseEncoding(q.encoding); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost %s: --encoding: %v\n", c.name, err)
-			return nil, false
-		}
-	}
-	if u != nil {
-		t.name = redact.DisplayURL(u)
-		if c.name == "peek" {
-			fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
-			return nil, false
-		}
-		if t.pub, err = runtime.OpenPublisher(ctx, u, q.connection, true, settings); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
-			return nil, false
-		}
-		return t, true
-	}
-	conn := q.connection
-	if conn == "" {
-		conn = "Storage"
-	}
-	svc, err := azurequeue.NewServiceClient(conn, settings.Lookup)
-	if err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
-		return nil, false
-	}
-	t.azure = azurequeue.New(svc, name, azurequeue.Options{})
-	t.pub = t.azure
-	return t, true
-}
-
-// maxMessageBytes is the Storage Queue limit on a stored message.
-const maxMessageBytes = 64 * 1024
-
-func (c *command) send(ctx context.Context) int {
-	var q queueFlags
-	var text, file string
-	if !c.parse(func(fs *flag.FlagSet) {
-		q.add(fs)
-		fs.StringVar(&text, "json", "", "the message, as JSON text")
-		fs.StringVar(&file, "file", "", "a file holding the message")
-	}) {
-		return ExitUsage
-	}
-	var payload []byte
-	switch {
-	case (text == "") == (file == ""):
-		fmt.Fprintln(c.Stderr, "jobhost send: give exactly one of --json TEXT or --file F")
-		return ExitUsage
-	case text != "":
-		if !json.Valid([]byte(text)) {
-			fmt.Fprintln(c.Stderr, "jobhost send: --json is not valid JSON (use --file to send other text)")
-			return ExitUsage
-		}
-		payload = []byte(text)
-	default:
-		b, err := os.ReadFile(file)
-		if err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost send: --file: %v\n", err)
-			return ExitUsage
-		}
-		payload = b
-	}
-	t, ok := c.openQueue(ctx, &q)
-	if !ok {
-		return ExitUsage
-	}
-	defer t.pub.Close()
-	body := t.enc.Encode(payload)
-	if t.azure != nil {
-		if len(body) > maxMessageBytes {
-			fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", len(body), t.enc, maxMessageBytes)
-			return ExitUsage
-		}
-		if err := t.azure.Create(ctx); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost send: creating queue %s: %s\n", t.name, runtime.Redact(err.Error()))
-			return ExitFailed
-		}
-	}
-	id, err := t.pub.Publish(ctx, body, nil)
-	if err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", runtime.Redact(err.Error()))
-		return ExitFailed
-	}
-	if id == "" {
-		id = "a message"
-	}
-	fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, t.name, len(body), t.enc)
-	return ExitOK
-}
-
-// peeked is one row of `peek --output json`.
-type peeked struct {
-	ID             string `json:"id"`
-	DequeueCount   int64  `json:"dequeueCount"`
-	InsertionTime  string `json:"insertionTime"`
-	ExpirationTime string `json:"expirationTime"`
-	Text           string `json:"text"`
-	Payload        string `json:"payload,omitempty"`
-	DecodeError    string `json:"decodeError,omitempty"`
-}
-
-func (c *command) peek(ctx context.Context) int {
-	var q queueFlags
-	n := 1
-	if !c.parse(func(fs *flag.FlagSet) {
-		q.add(fs)
-		fs.IntVar(&n, "n", 1, "number of messages (1..32)")
-		fs.StringVar(&c.output, "output", "table", "table or json")
-	}) {
-		return ExitUsage
-	}
-	if n < 1 || n > 32 {
-		fmt.Fprintf(c.Stderr, "jobhost peek: -n must be from 1 to 32, got %d\n", n)
-		return ExitUsage
-	}
-	t, ok := c.openQueue(ctx, &q)
-	if !ok {
-		return ExitUsage
-	}
-	defer t.pub.Close()
-	drv, enc := t.azure, t.enc
-	msgs, err := drv.Peek(ctx, n)
-	if err != nil {
-		if errors.Is(err, triggers.ErrNotFound) {
-			fmt.Fprintf(c.Stderr, "jobhost peek: queue %s does not exist\n", drv.Name())
-		} else {
-			fmt.Fprintf(c.Stderr, "jobhost peek: %s\n", runtime.Redact(err.Error()))
-		}
-		return ExitFailed
-	}
-	rows := make([]peeked, 0, len(msgs))
-	for _, m := range msgs {
-		r := peeked{ID: m.ID, DequeueCount: m.DequeueCount, InsertionTime: m.InsertionTime.UTC().Format("2006-01-02T15:04:05Z"),
-			ExpirationTime: m.ExpirationTime.UTC().Format("2006-01-02T15:04:05Z"), Text: m.Text()}
-		if p, err := enc.Decode(m.Body); err != nil {
-			r.DecodeError = err.Error()
-		} else if enc != bindings.None {
-			r.Payload = string(p)
-		}
-		rows = append(rows, r)
-	}
-	if c.output == "json" {
-		c.printJSON(rows)
-		return ExitOK
-	}
-	if len(rows) == 0 {
-		fmt.Fprintf(c.Stdout, "queue %s is empty\n", drv.Name())
-		return ExitOK
-	}
-	sort.SliceStable(rows, func(i, j int) bool { return rows[i].InsertionTime < rows[j].InsertionTime })
-	for _, r := range rows {
-		fmt.Fprintf(c.Stdout, "%s  dequeueCount=%d  inserted=%s\n", r.ID, r.DequeueCount, r.InsertionTime)
-		switch {
-		case r.DecodeError != "":
-			fmt.Fprintf(c.Stdout, "  text: %s\n  (%s)\n", r.Text, r.DecodeError)
-		case r.Payload != "":
-			fmt.Fprintf(c.Stdout, "  %s\n", r.Payload)
-		default:
-			fmt.Fprintf(c.Stdout, "  %s\n", r.Text)
-		}
-	}
-	return ExitOK
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -267,5 +268,69 @@ func TestSendInProcessRefused(t *testing.T) {
 		if code != ExitUsage || !strings.Contains(errs, "inside one process") {
 			t.Errorf("send to %s: exit %d, %q; want a usage error saying the queue is in-process", u, code, errs)
 		}
+	}
+}
+
+// TestFunctionsShowRetry: the listing shows the retry policy in force and
+// the attempts it gives, in the table and in JSON.
+func TestFunctionsShowRetry(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "host.json", `{"version": "2.0",
+	  "retry": {"strategy": "exponentialBackoff", "maxRetryCount": 3, "minimumInterval": "00:00:02", "maximumInterval": "00:05:00"}}`)
+	reg := registry()
+	functions.Add(reg, "Fixed", functions.QueueTrigger("fixed"),
+		func(ctx context.Context, o order, msg *triggers.Message) error { return nil },
+		functions.Retry(functions.FixedDelay(-1, 10*time.Second)), functions.MaxDequeueCount(7))
+	code, out, errs := run(t, dir, reg, []string{devStorage}, "functions", "--output", "json")
+	if code != ExitOK {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var rows []map[string]any
+	if err := json.Unmarshal([]byte(out), &rows); err != nil || len(rows) != 2 {
+		t.Fatalf("%v:\n%s", err, out)
+	}
+	byName := map[string]map[string]any{}
+	for _, r := range rows {
+		byName[r["name"].(string)] = r
+	}
+	want := map[string]string{
+		"ProcessOrder": `{"maxRetryCount":3,"maximumInterval":"00:05:00","minimumInterval":"00:00:02","strategy":"exponentialBackoff"} 4`,
+		"Fixed":        `{"delayInterval":"00:00:10","maxRetryCount":-1,"strategy":"fixedDelay"} 7`,
+	}
+	for name, w := range want {
+		retry, _ := json.Marshal(byName[name]["retry"])
+		if got := fmt.Sprintf("%s %v", retry, byName[name]["attempts"]); got != w {
+			t.Errorf("%s: retry and attempts %s, want %s", name, got, w)
+		}
+	}
+	code, out, _ = run(t, dir, reg, []string{devStorage}, "functions")
+	for _, want := range []string{"RETRY", "ATTEMPTS", "exponential 00:00:02..00:05:00", "fixed 00:00:10"} {
+		if code != ExitOK || !strings.Contains(out, want) {
+			t.Errorf("table lacks %q (exit %d):\n%s", want, code, out)
+		}
+	}
+	write(t, dir, "host.json", `{"version": "2.0"}`)
+	code, out, _ = run(t, dir, registry(), []string{devStorage}, "functions", "--output", "json")
+	if code != ExitOK || !strings.Contains(out, `"retry": null`) || !strings.Contains(out, `"attempts": 5`) {
+		t.Errorf("no policy: exit %d\n%s", code, out)
+	}
+}
+
+// TestValidateEveryFunctionDisabled: run exits 1 when every function is
+// disabled, and validate says so the same way instead of "ok".
+func TestValidateEveryFunctionDisabled(t *testing.T) {
+	dir := t.TempDir()
+	write(t, dir, "host.json", `{"version": "2.0", "jobhost": {"functions": {"ProcessOrder": {"disabled": true}}}}`)
+	code, out, errs := run(t, dir, registry(), []string{devStorage}, "validate")
+	if code != ExitFailed || strings.Contains(out, "ok") || !strings.Contains(errs, "every function is disabled") {
+		t.Errorf("validate: exit %d, stdout %q, stderr %q; want exit 1 saying every function is disabled", code, out, errs)
+	}
+	code, _, errs = run(t, dir, registry(), []string{devStorage}, "run")
+	if code != ExitFailed || !strings.Contains(errs, "every function is disabled") {
+		t.Errorf("run: exit %d, stderr %q", code, errs)
+	}
+	write(t, dir, "host.json", `{"version": "2.0"}`)
+	if code, out, errs := run(t, dir, registry(), []string{devStorage}, "validate"); code != ExitOK || !strings.HasPrefix(out, "ok:") {
+		t.Errorf("enabled: exit %d %q %q", code, out, errs)
 	}
 }

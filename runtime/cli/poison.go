@@ -97,7 +97,7 @@ func (c *command) poisonUsage(fs *flag.FlagSet) {
 // its backend. The int is the exit status when ok is false.
 func (c *command) openPoison(ctx context.Context, p *poisonFlags, encFlag string) (*poisonTarget, int) {
 	fail := func(format string, args ...any) (*poisonTarget, int) {
-		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(fmt.Sprintf(format, args...)))
+		fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, redactText(fmt.Sprintf(format, args...)))
 		return nil, ExitUsage
 	}
 	if p.queue == "" {
@@ -174,7 +174,7 @@ type poisonTarget struct {
 
 // opFailed reports an operational error (exit status 1).
 func (c *command) opFailed(err error) int {
-	fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, runtime.Redact(err.Error()))
+	fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, redactText(err.Error()))
 	return ExitFailed
 }
 
@@ -356,7 +356,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 		if err != nil {
 			res.Failed++
 			bar.clear()
-			fmt.Fprintf(c.Stderr, "jobhost %s: message %s: %s\n", c.name, m.ID, runtime.Redact(err.Error()))
+			fmt.Fprintf(c.Stderr, "jobhost %s: message %s: %s\n", c.name, m.ID, redactText(err.Error()))
 		} else {
 			res.Requeued++
 		}
@@ -366,7 +366,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 	ok := err == nil
 	if err != nil {
 		// What was not reached stays in poison.
-		fmt.Fprintf(c.Stderr, "jobhost %s: stopped: %s\n", c.name, runtime.Redact(err.Error()))
+		fmt.Fprintf(c.Stderr, "jobhost %s: stopped: %s\n", c.name, redactText(err.Error()))
 	} else if id != "" && !found {
 		fmt.Fprintf(c.Stderr, "jobhost %s: message %s is not in %s\n", c.name, id, b.Poison())
 		ok = false

@@ -11,7 +11,6 @@ import (
 
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore"
 
-	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
 )
@@ -54,7 +53,7 @@ func (c *command) queues(ctx context.Context) int {
 	}
 	svc, err := azurequeue.NewServiceClient(conn, settings.Lookup)
 	if err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost queues: %s\n", runtime.Redact(err.Error()))
+		fmt.Fprintf(c.Stderr, "jobhost queues: %s\n", redactText(err.Error()))
 		return ExitUsage
 	}
 	var names []string
@@ -62,7 +61,7 @@ func (c *command) queues(ctx context.Context) int {
 	for pager.More() {
 		page, err := pager.NextPage(ctx)
 		if err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost queues: list queues of %s: %s\n", azurequeue.Describe(conn, settings.Lookup), runtime.Redact(azureErr(err)))
+			fmt.Fprintf(c.Stderr, "jobhost queues: list queues of %s: %s\n", azurequeue.Describe(conn, settings.Lookup), redactText(azureErr(err)))
 			return ExitFailed
 		}
 		for _, q := range page.Queues {
@@ -78,7 +77,7 @@ func (c *command) queues(ctx context.Context) int {
 			continue // deleted since it was listed
 		}
 		if err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost queues: %s\n", runtime.Redact(err.Error()))
+			fmt.Fprintf(c.Stderr, "jobhost queues: %s\n", redactText(err.Error()))
 			return ExitFailed
 		}
 		r := queueRow{Name: name, ApproximateMessages: n}
