@@ -50,6 +50,9 @@ type Endpoints struct {
 	Subscription, Topic, Poison string
 	// Name and PoisonName are display names.
 	Name, PoisonName string
+	// AckDeadline is the broker's ack deadline for Subscription (see
+	// Options.AckDeadline).
+	AckDeadline time.Duration
 }
 
 // ParseURL derives the endpoints of subscription URL u. Query parameter
@@ -83,7 +86,10 @@ func (k *Kind) OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) 
 	if err != nil {
 		return nil, err
 	}
-	opts := Options{Name: e.Name, PoisonName: e.PoisonName, Attempts: k.Attempts, SentTime: k.SentTime}
+	opts := Options{
+		Name: e.Name, PoisonName: e.PoisonName, Attempts: k.Attempts, SentTime: k.SentTime,
+		AckDeadline: e.AckDeadline,
+	}
 	var owned []interface{ Shutdown(context.Context) error }
 	fail := func(err error) (triggers.Driver, error) {
 		_ = shutdown(owned)

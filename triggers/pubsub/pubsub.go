@@ -13,11 +13,22 @@
 //   - Delivery count: the broker's own where its Kind exposes it (SQS
 //     ApproximateReceiveCount, Pub/Sub DeliveryAttempt), combined with the
 //     metadata key jobhost-attempt that retried copies carry.
-//   - Retry after a delay: the message is held (not acked) for the delay, then
-//     a copy with jobhost-attempt incremented is published to the source topic
-//     and only then is the original acked. A crash while it is held leaves the
-//     original unacked, so the broker redelivers it: a retry can duplicate, it
-//     never loses.
+//   - Retry after a delay: a message is never held past its ack deadline,
+//     where the broker would redeliver it with its count reset. A delay that
+//     ends within half the ack deadline (counted from the receive) is held in
+//     the driver, then a copy with jobhost-attempt incremented is published
+//     to the source topic and only then is the original acked. A longer
+//     delay, or any delay when the deadline is unknown, publishes that copy
+//     at once with jobhost-not-before (unix milliseconds) and acks the
+//     original. Receive does not return a copy before its not-before: it
+//     holds it, unacked, until it is due or for half the ack deadline,
+//     whichever is first, and then republishes it (same attempt count,
+//     not-before dropped once due) and acks it, so the host always gets a
+//     fresh ack deadline. The cost is one publish and ack per half deadline
+//     of remaining delay (an hour on Pub/Sub's 10 s: 720). A crash leaves the
+//     held message unacked for the broker to redeliver: a retry can
+//     duplicate, it never loses. Not-before times are wall-clock times of
+//     the publishing worker.
 //   - Poison: the body and metadata are published unchanged (plus
 //     jobhost-reason and jobhost-source) to a poison topic, by default
 //     "<name>-poison", and then the original is acked.
@@ -59,7 +70,14 @@ const (
 	ReasonKey = "jobhost-reason"
 	// SourceKey carries, on a poison copy, the source it was poisoned from.
 	SourceKey = "jobhost-source"
+	// NotBeforeKey carries, on a delayed retried copy, the time (unix
+	// milliseconds) before which Receive does not return it.
+	NotBeforeKey = "jobhost-not-before"
 )
+
+// NoAckDeadline is an ack deadline meaning the broker never redelivers an
+// unacked message by itself (Kafka).
+const NoAckDeadline time.Duration = -1
 
 // receiveWait is how long Receive waits for a first message.
 const receiveWait = 2 * time.Second
@@ -85,14 +103,20 @@ type Options struct {
 	SentTime func(*gcpubsub.Message) time.Time
 	// Owned lists topics and subscriptions the driver closes (Shutdown).
 	Owned []interface{ Shutdown(context.Context) error }
+	// AckDeadline is how long the broker waits for an ack before it
+	// redelivers: NoAckDeadline when it never does, zero when unknown (a
+	// delayed retry then always republishes at once with not-before).
+	AckDeadline time.Duration
 }
 
 // Driver is a triggers.Driver over a gocloud subscription.
 type Driver struct {
-	o       Options
-	life    *life
-	mu      sync.Mutex
-	pending map[*triggers.Message]*time.Timer
+	o        Options
+	life     *life
+	hold     time.Duration // how long a received message may stay unacked; <0: unbounded
+	mu       sync.Mutex
+	pending  map[*triggers.Message]*time.Timer
+	deferred map[*deferred]struct{}
 }
 
 var (
@@ -103,13 +127,18 @@ var (
 
 // New returns a driver for o.Subscription.
 func New(o Options) *Driver {
-	return &Driver{o: o, life: newLife(), pending: map[*triggers.Message]*time.Timer{}}
+	return &Driver{
+		o: o, life: newLife(), hold: holdLimit(o.AckDeadline),
+		pending: map[*triggers.Message]*time.Timer{}, deferred: map[*deferred]struct{}{},
+	}
 }
 
 // ReceiveWaits reports that Receive waits for a message (triggers.Waiter).
 func (d *Driver) ReceiveWaits() bool { return true }
 
-// Receive waits up to two seconds for one message. It returns ctx's error
+// Receive waits up to two seconds for one message; copies whose
+// not-before is ahead are held and republished, not returned (see the
+// package doc). It returns ctx's error
 // when ctx ends first, and an error wrapping triggers.ErrClosed when the
 // driver is closed, also while it waits.
 func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*triggers.Message, error) {
@@ -123,7 +152,7 @@ func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*
 	}
 	rctx, cancel := context.WithTimeout(cctx, receiveWait)
 	defer cancel()
-	gm, err := d.o.Subscription.Receive(rctx)
+	gm, received, err := d.next(rctx)
 	if err != nil {
 		switch {
 		case d.life.closing():
@@ -135,10 +164,10 @@ func (d *Driver) Receive(ctx context.Context, max int, lease time.Duration) ([]*
 		}
 		return nil, d.wrap("receive", err)
 	}
-	return []*triggers.Message{d.toMessage(gm, lease)}, nil
+	return []*triggers.Message{d.toMessage(gm, received, lease)}, nil
 }
 
-func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.Message {
+func (d *Driver) toMessage(gm *gcpubsub.Message, received time.Time, lease time.Duration) *triggers.Message {
 	props := maps.Clone(gm.Metadata)
 	if props == nil {
 		props = map[string]string{}
@@ -153,8 +182,8 @@ func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.
 	m := &triggers.Message{
 		ID: id, Body: gm.Body, Properties: props, Source: d.o.Name,
 		DequeueCount:    Attempts(gm.Metadata, d.native(gm)),
-		NextVisibleTime: time.Now().Add(lease),
-		DriverData:      &held{gm: gm},
+		NextVisibleTime: received.Add(lease),
+		DriverData:      &held{gm: gm, received: received},
 	}
 	if d.o.SentTime != nil {
 		m.InsertionTime = d.o.SentTime(gm)
@@ -165,8 +194,9 @@ func (d *Driver) toMessage(gm *gcpubsub.Message, lease time.Duration) *triggers.
 // held is a received message; settled guards gocloud's Ack and Nack, which
 // panic when called twice.
 type held struct {
-	gm      *gcpubsub.Message
-	settled atomic.Bool
+	gm       *gcpubsub.Message
+	received time.Time
+	settled  atomic.Bool
 }
 
 func (d *Driver) native(gm *gcpubsub.Message) int64 {
@@ -224,28 +254,15 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 	return nil
 }
 
-// Retry republishes a copy with the attempt count incremented after delay
-// and then acks the original; without a topic it nacks after delay. It
-// returns at once: the delay runs in the background and ends early, leaving
-// the original unacked for the broker to redeliver, if the driver closes.
+// Retry republishes a copy with the attempt count incremented and acks the
+// original; without a topic it nacks. A delay that ends within half the ack
+// deadline runs in the background (Retry returns at once) and ends early,
+// leaving the original unacked for the broker to redeliver, if the driver
+// closes. A longer delay publishes the copy at once with not-before; without
+// a topic the original is then left for the broker to redeliver at its ack
+// deadline.
 func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
-	if delay <= 0 {
-		cctx, exit, ok := d.life.enterCtx(ctx)
-		if !ok {
-			return d.closedErr("retry")
-		}
-		defer exit()
-		gm, err := settle(m)
-		if err != nil {
-			return err
-		}
-		if err := d.retryNow(cctx, m, gm); err != nil {
-			unsettle(m)
-			return err
-		}
-		return nil
-	}
-	exit, ok := d.life.enter()
+	cctx, exit, ok := d.life.enterCtx(ctx)
 	if !ok {
 		return d.closedErr("retry")
 	}
@@ -254,6 +271,35 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 	if err != nil {
 		return err
 	}
+	var notBefore time.Time
+	if delay > 0 {
+		if d.canHold(m.DriverData.(*held).received, delay) {
+			d.retryLater(m, gm, delay)
+			return nil
+		}
+		if d.o.Topic == nil {
+			return nil // redelivered at the ack deadline
+		}
+		notBefore = time.Now().Add(delay)
+	}
+	if err := d.retryNow(cctx, m, gm, notBefore); err != nil {
+		unsettle(m)
+		return err
+	}
+	return nil
+}
+
+// canHold reports whether a message received at received may be held for
+// delay before its copy is published: within half the ack deadline.
+func (d *Driver) canHold(received time.Time, delay time.Duration) bool {
+	if d.o.AckDeadline == 0 {
+		return false
+	}
+	return d.hold < 0 || !time.Now().Add(delay).After(received.Add(d.hold))
+}
+
+// retryLater holds gm for delay, then retries it.
+func (d *Driver) retryLater(m *triggers.Message, gm *gcpubsub.Message, delay time.Duration) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.pending[m] = time.AfterFunc(delay, func() {
@@ -271,12 +317,13 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 			return // closed: the original stays unacked and is redelivered
 		}
 		defer exit()
-		_ = d.retryNow(ctx, m, gm) // on failure the original stays unacked and is redelivered
+		_ = d.retryNow(ctx, m, gm, time.Time{}) // on failure the original stays unacked and is redelivered
 	})
-	return nil
 }
 
-func (d *Driver) retryNow(ctx context.Context, m *triggers.Message, gm *gcpubsub.Message) error {
+// retryNow publishes the copy for the next attempt, due at notBefore (zero:
+// at once), and acks gm; without a topic it nacks gm.
+func (d *Driver) retryNow(ctx context.Context, m *triggers.Message, gm *gcpubsub.Message, notBefore time.Time) error {
 	if d.o.Topic == nil {
 		if gm.Nackable() {
 			gm.Nack()
@@ -286,6 +333,10 @@ func (d *Driver) retryNow(ctx context.Context, m *triggers.Message, gm *gcpubsub
 	md := copyMetadata(gm.Metadata)
 	md[AttemptKey] = strconv.FormatInt(m.DequeueCount+1, 10)
 	md[IDKey] = m.ID
+	delete(md, NotBeforeKey)
+	if !notBefore.IsZero() {
+		md[NotBeforeKey] = strconv.FormatInt(notBefore.UnixMilli(), 10)
+	}
 	if err := d.o.Topic.Send(ctx, &gcpubsub.Message{Body: gm.Body, Metadata: md}); err != nil {
 		return d.wrap("republish for retry", err)
 	}
@@ -331,8 +382,8 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 func (d *Driver) PoisonDestination() string { return d.o.PoisonName }
 
 // Close ends calls waiting in Receive or a publish, stops pending delayed
-// retries (their messages stay unacked and are redelivered by the broker)
-// and shuts down what the driver owns. It is idempotent; afterwards every
+// retries and held copies (their messages stay unacked and are redelivered
+// by the broker) and shuts down what the driver owns. It is idempotent; afterwards every
 // method returns an error wrapping triggers.ErrClosed.
 func (d *Driver) Close() error {
 	if !d.life.close() {
@@ -342,6 +393,10 @@ func (d *Driver) Close() error {
 	for m, t := range d.pending {
 		t.Stop()
 		delete(d.pending, m)
+	}
+	for p := range d.deferred {
+		p.timer.Stop()
+		delete(d.deferred, p)
 	}
 	d.mu.Unlock()
 	return shutdown(d.o.Owned)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -70,7 +71,7 @@ func newMem(t *testing.T) (*pubsub.Driver, func(body string)) {
 	topic := mempubsub.NewTopic()
 	sub := mempubsub.NewSubscription(topic, time.Minute)
 	d := pubsub.New(pubsub.Options{
-		Subscription: sub, Topic: topic, Name: "t",
+		Subscription: sub, Topic: topic, Name: "t", AckDeadline: time.Minute,
 		Owned: []interface{ Shutdown(context.Context) error }{sub, topic},
 	})
 	t.Cleanup(func() { d.Close() })
@@ -119,7 +120,8 @@ func TestCloseEndsReceive(t *testing.T) {
 
 // TestCloseDuringSettles settles messages concurrently with Close (for the
 // race detector): each settle succeeds or fails with ErrClosed, and a
-// pending delayed retry does not hold Close up.
+// delayed retry, held (20 s, within half the ack deadline) or published at
+// once with not-before (1 h), does not hold Close up.
 func TestCloseDuringSettles(t *testing.T) {
 	d, send := newMem(t)
 	const n = 8
@@ -128,12 +130,14 @@ func TestCloseDuringSettles(t *testing.T) {
 		send("m")
 		ms = append(ms, receive(t, d))
 	}
-	if err := d.Retry(context.Background(), ms[0], time.Hour); err != nil {
-		t.Fatalf("Retry(1h): %v", err)
+	for i, delay := range []time.Duration{20 * time.Second, time.Hour} {
+		if err := d.Retry(context.Background(), ms[i], delay); err != nil {
+			t.Fatalf("Retry(%v): %v", delay, err)
+		}
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, n)
-	for _, m := range ms[1:] {
+	for _, m := range ms[2:] {
 		wg.Go(func() { errs <- d.Retry(context.Background(), m, 0) })
 	}
 	if err := d.Close(); err != nil {
@@ -148,5 +152,50 @@ func TestCloseDuringSettles(t *testing.T) {
 	}
 	if err := d.Close(); err != nil {
 		t.Errorf("second Close: %v", err)
+	}
+}
+
+// TestRetryUnknownDeadline retries with a delay on a driver that does not
+// know its ack deadline: the copy is published at once with its attempt and
+// not-before, and Receive returns it only once it is due.
+func TestRetryUnknownDeadline(t *testing.T) {
+	const delay = 1500 * time.Millisecond
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	topic := mempubsub.NewTopic()
+	sub := mempubsub.NewSubscription(topic, time.Minute)
+	side := mempubsub.NewSubscription(topic, time.Minute) // sees every copy
+	defer side.Shutdown(ctx)
+	d := pubsub.New(pubsub.Options{
+		Subscription: sub, Topic: topic, Name: "t",
+		Owned: []interface{ Shutdown(context.Context) error }{sub, topic},
+	})
+	defer d.Close()
+	if err := topic.Send(ctx, &gcpubsub.Message{Body: []byte("x")}); err != nil {
+		t.Fatal(err)
+	}
+	m := receive(t, d)
+	start := time.Now()
+	if err := d.Retry(ctx, m, delay); err != nil {
+		t.Fatalf("Retry: %v", err)
+	}
+	var copied map[string]string
+	for copied == nil {
+		gm, err := side.Receive(ctx)
+		if err != nil {
+			t.Fatalf("no copy published: %v", err)
+		}
+		gm.Ack()
+		if gm.Metadata[pubsub.AttemptKey] != "" {
+			copied = gm.Metadata
+		}
+	}
+	nb, err := strconv.ParseInt(copied[pubsub.NotBeforeKey], 10, 64)
+	if err != nil || copied[pubsub.AttemptKey] != "2" || time.UnixMilli(nb).Before(start.Add(delay-time.Millisecond)) {
+		t.Errorf("copy metadata %v, want attempt 2 and not-before %v", copied, start.Add(delay))
+	}
+	again := receive(t, d)
+	if el := time.Since(start); el < delay-50*time.Millisecond || again.DequeueCount != 2 || again.ID != m.ID {
+		t.Errorf("redelivered %s after %v with DequeueCount %d, want %s after %v with 2", again.ID, el, again.DequeueCount, m.ID, delay)
 	}
 }

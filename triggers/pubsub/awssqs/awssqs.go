@@ -9,8 +9,10 @@
 // The queue also receives retried copies; poisoned ones go to the queue
 // <queue>-poison beside it, or to the one the poison parameter names (a
 // bare name is a queue beside the source, a path is the whole queue path).
-// An output URL is a queue URL. Credentials come from the AWS default
-// chain. The delivery count and insertion time are SQS's
+// visibilitytimeout=<duration> states the queue's visibility timeout (SQS's
+// default: 30s), which the driver plans delayed retries by; it is not sent
+// to SQS. An output URL is a queue URL. Credentials come from the AWS
+// default chain. The delivery count and insertion time are SQS's
 // ApproximateReceiveCount and SentTimestamp.
 package awssqs
 
@@ -30,6 +32,9 @@ import (
 	"github.com/jobhost/jobhost/triggers/pubsub"
 )
 
+// defaultVisibility is SQS's default visibility timeout.
+const defaultVisibility = 30 * time.Second
+
 var kind = &pubsub.Kind{Scheme: "awssqs", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime}
 
 func init() {
@@ -40,6 +45,11 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 	if u.Host == "" || strings.Trim(u.Path, "/") == "" {
 		return pubsub.Endpoints{}, errors.New("want awssqs://<sqs host>/<account>/<queue>")
 	}
+	visibility, err := pubsub.ParseAckDeadline(q, "visibilitytimeout", defaultVisibility)
+	if err != nil {
+		return pubsub.Endpoints{}, err
+	}
+	q.Del("visibilitytimeout")
 	// The SQS queue is both the subscription and the topic.
 	base := *u
 	base.RawQuery = q.Encode()
@@ -55,6 +65,7 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 	return pubsub.Endpoints{
 		Name: u.Host + u.Path, Topic: base.String(),
 		PoisonName: pu.Host + pu.Path, Poison: pu.String(),
+		AckDeadline: visibility,
 	}, nil
 }
 

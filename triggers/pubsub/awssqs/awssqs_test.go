@@ -3,6 +3,7 @@ package awssqs
 import (
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -37,7 +38,15 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s (poison %q): got %+v", tc.in, tc.poisonOverride, e)
 		}
 	}
-	for _, bad := range []string{"awssqs://", "awssqs://host", "awssqs://host/"} {
+	// visibilitytimeout is the driver's, not sent to SQS.
+	for in, want := range map[string]time.Duration{q: 30 * time.Second, q + "&visibilitytimeout=2m": 2 * time.Minute} {
+		u, _ := url.Parse(in)
+		e, err := kind.ParseURL(u, "")
+		if err != nil || e.AckDeadline != want || e.Subscription != q || e.Topic != q {
+			t.Errorf("%s: got %+v, %v; want ack deadline %v", in, e, err, want)
+		}
+	}
+	for _, bad := range []string{"awssqs://", "awssqs://host", "awssqs://host/", q + "&visibilitytimeout=-1s"} {
 		u, _ := url.Parse(bad)
 		if _, err := kind.ParseURL(u, ""); err == nil {
 			t.Errorf("%s: want an error", bad)

@@ -9,7 +9,9 @@
 // that retries republish to it and poisoned messages go to <t>-poison.
 // Without topic a retry is a Nack, and there is a poison topic only when
 // the poison parameter names one (a bare name is a topic in the same
-// project). An output URL is gcppubsub://projects/<p>/topics/<t>.
+// project). ackdeadline=<duration> states the subscription's ack deadline
+// (Pub/Sub's default: 10s), which the driver plans delayed retries by; it is
+// not sent to Pub/Sub. An output URL is gcppubsub://projects/<p>/topics/<t>.
 // Credentials come from Google's default chain. The delivery count is
 // Pub/Sub's DeliveryAttempt (set when the subscription has a dead-letter
 // policy) and the insertion time its PublishTime.
@@ -31,6 +33,9 @@ import (
 	"github.com/jobhost/jobhost/triggers/pubsub"
 )
 
+// defaultAckDeadline is Pub/Sub's default ack deadline.
+const defaultAckDeadline = 10 * time.Second
+
 var kind = &pubsub.Kind{Scheme: "gcppubsub", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime}
 
 func init() {
@@ -42,9 +47,14 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 	if u.Host == "" || !strings.Contains(sub, "/") {
 		return pubsub.Endpoints{}, errors.New("want gcppubsub://projects/<project>/subscriptions/<subscription>")
 	}
+	deadline, err := pubsub.ParseAckDeadline(q, "ackdeadline", defaultAckDeadline)
+	if err != nil {
+		return pubsub.Endpoints{}, err
+	}
+	q.Del("ackdeadline")
 	topic := q.Get("topic")
 	q.Del("topic")
-	e := pubsub.Endpoints{Name: u.Host + u.Path}
+	e := pubsub.Endpoints{Name: u.Host + u.Path, AckDeadline: deadline}
 	if topic != "" {
 		e.Topic = "gcppubsub://" + topic
 		poison = cmp.Or(poison, path.Base(topic)+"-poison")

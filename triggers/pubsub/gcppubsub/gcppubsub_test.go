@@ -3,6 +3,7 @@ package gcppubsub
 import (
 	"net/url"
 	"testing"
+	"time"
 
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -39,7 +40,15 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s (poison %q): got %+v", tc.in, tc.poisonOverride, e)
 		}
 	}
-	for _, bad := range []string{"gcppubsub://", "gcppubsub://s"} {
+	// ackdeadline is the driver's, not sent to Pub/Sub.
+	for in, want := range map[string]time.Duration{sub: 10 * time.Second, sub + "?ackdeadline=1m": time.Minute} {
+		u, _ := url.Parse(in)
+		e, err := kind.ParseURL(u, "")
+		if err != nil || e.AckDeadline != want || e.Subscription != sub {
+			t.Errorf("%s: got %+v, %v; want ack deadline %v", in, e, err, want)
+		}
+	}
+	for _, bad := range []string{"gcppubsub://", "gcppubsub://s", sub + "?ackdeadline=x"} {
 		u, _ := url.Parse(bad)
 		if _, err := kind.ParseURL(u, ""); err == nil {
 			t.Errorf("%s: want an error", bad)

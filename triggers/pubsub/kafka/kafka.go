@@ -8,7 +8,8 @@
 // retried copies go to <topic>, poisoned ones to <topic>-poison unless
 // poison names another. An output URL is kafka://<topic>. The brokers
 // (comma-separated) come from the app setting the binding's connection
-// names, else KAFKA_BROKERS.
+// names, else KAFKA_BROKERS. Kafka has no ack deadline: a delayed retry is
+// held in the driver for its delay.
 package kafka
 
 import (
@@ -43,9 +44,10 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 		return pubsub.Endpoints{}, errors.New("want kafka://<consumer group>?topic=<topic>")
 	}
 	e := pubsub.Endpoints{
-		Name:       topic + " (group " + u.Host + ")",
-		Topic:      "kafka://" + topic,
-		PoisonName: cmp.Or(poison, topic+"-poison"),
+		Name:        topic + " (group " + u.Host + ")",
+		Topic:       "kafka://" + topic,
+		PoisonName:  cmp.Or(poison, topic+"-poison"),
+		AckDeadline: pubsub.NoAckDeadline,
 	}
 	e.Poison = "kafka://" + e.PoisonName
 	return e, nil

@@ -7,6 +7,7 @@ import (
 	"testing"
 
 	"github.com/jobhost/jobhost/triggers"
+	"github.com/jobhost/jobhost/triggers/pubsub"
 )
 
 func TestRegistered(t *testing.T) {
@@ -29,7 +30,8 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s: %v", tc.in, err)
 			continue
 		}
-		if e.Subscription != tc.sub || e.Topic != tc.topic || e.Poison != tc.poison || e.PoisonName != tc.poisonName {
+		if e.Subscription != tc.sub || e.Topic != tc.topic || e.Poison != tc.poison || e.PoisonName != tc.poisonName ||
+			e.AckDeadline != pubsub.NoAckDeadline {
 			t.Errorf("%s: got %+v", tc.in, e)
 		}
 	}

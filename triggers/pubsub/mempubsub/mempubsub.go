@@ -6,15 +6,18 @@
 //
 // A trigger URL is mem://<topic>[?ackdeadline=<duration>][&poison=<topic>];
 // retried copies go to <topic>, poisoned ones to <topic>-poison unless
-// poison names another. An output URL is mem://<topic>. A mem://
-// subscription sees only what is sent after it is opened, and topics live
-// as long as the process: closing a driver or publisher leaves them open.
+// poison names another. ackdeadline (gocloud's default: 1m) is also the ack
+// deadline the driver plans delayed retries by. An output URL is
+// mem://<topic>. A mem:// subscription sees only what is sent after it is
+// opened, and topics live as long as the process: closing a driver or
+// publisher leaves them open.
 package mempubsub
 
 import (
 	"cmp"
 	"errors"
 	"net/url"
+	"time"
 
 	_ "gocloud.dev/pubsub/mempubsub" // mem:// in gocloud's default mux
 
@@ -28,12 +31,22 @@ func init() {
 	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
 }
 
-func endpoints(u *url.URL, _ url.Values, poison string) (pubsub.Endpoints, error) {
+// defaultAckDeadline is gocloud's mem:// ack deadline.
+const defaultAckDeadline = time.Minute
+
+func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {
 	name := u.Host + u.Path
 	if name == "" {
 		return pubsub.Endpoints{}, errors.New("want mem://<topic>")
 	}
-	e := pubsub.Endpoints{Name: name, Topic: "mem://" + name, PoisonName: cmp.Or(poison, name+"-poison")}
+	deadline, err := pubsub.ParseAckDeadline(q, "ackdeadline", defaultAckDeadline)
+	if err != nil {
+		return pubsub.Endpoints{}, err
+	}
+	e := pubsub.Endpoints{
+		Name: name, Topic: "mem://" + name, PoisonName: cmp.Or(poison, name+"-poison"),
+		AckDeadline: deadline,
+	}
 	e.Poison = "mem://" + e.PoisonName
 	return e, nil
 }

@@ -3,6 +3,7 @@ package mempubsub
 import (
 	"net/url"
 	"testing"
+	"time"
 )
 
 func TestParseURL(t *testing.T) {
@@ -24,7 +25,13 @@ func TestParseURL(t *testing.T) {
 			t.Errorf("%s: got %+v", tc.in, e)
 		}
 	}
-	for _, bad := range []string{"mem://", "kafka://x"} {
+	for in, want := range map[string]time.Duration{"mem://a": time.Minute, "mem://a?ackdeadline=5s": 5 * time.Second} {
+		u, _ := url.Parse(in)
+		if e, err := kind.ParseURL(u, ""); err != nil || e.AckDeadline != want {
+			t.Errorf("%s: ack deadline %v, %v; want %v", in, e.AckDeadline, err, want)
+		}
+	}
+	for _, bad := range []string{"mem://", "kafka://x", "mem://a?ackdeadline=0s", "mem://a?ackdeadline=soon"} {
 		u, _ := url.Parse(bad)
 		if _, err := kind.ParseURL(u, ""); err == nil {
 			t.Errorf("%s: want an error", bad)
