@@ -57,5 +57,5 @@ func (a *azureOpener) open(_ context.Context, fc *FunctionConfig) (triggers.Driv
 	if err != nil {
 		return nil, err
 	}
-	return azurequeue.New(c, fc.Queue, azurequeue.Options{CreateIfMissing: fc.Queues.CreateQueues}), nil
+	return azurequeue.New(c, fc.Queue, azurequeue.Options{CreateIfMissing: fc.Queues.CreateQueues, PoisonQueue: fc.Poison}), nil
 }

@@ -64,6 +64,25 @@ func (c *boundCtx) stop() {
 	c.mu.Unlock()
 }
 
+// cancel ends the call under way now, with context.Canceled (the host's
+// shutdown deadline).
+func (c *boundCtx) cancel() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !c.active || c.err != nil {
+		return
+	}
+	c.timer.disarm()
+	c.err = context.Canceled
+	close(c.done)
+	for _, a := range c.afters {
+		if !a.done {
+			a.done = true
+			go a.f()
+		}
+	}
+}
+
 // expire is the timer's: it ends a call past its deadline, waits again for
 // one still running, and disarms when no call is.
 func (c *boundCtx) expire() {

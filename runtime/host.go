@@ -19,7 +19,6 @@ import (
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/triggers"
-	"github.com/jobhost/jobhost/triggers/azurequeue"
 )
 
 // Log categories, as logging.logLevel names them.
@@ -174,20 +173,8 @@ func (h *Host) Run(ctx context.Context) error {
 	defer cancelHard()
 
 	var listeners []*listener
-	defer func() {
-		for _, l := range listeners {
-			if err := l.drv.Close(); err != nil {
-				h.log.Warn("closing trigger", zap.String("function", l.fc.Name()), zap.Error(err))
-			}
-		}
-		if err := h.outputs.close(); err != nil {
-			h.log.Warn("closing outputs", zap.Error(err))
-		}
-		// Callbacks under way get a little time to land.
-		ctx, cancel := context.WithTimeout(context.Background(), callbackDrain)
-		h.callbacks.Close(ctx)
-		cancel()
-	}()
+	cleanupBy := time.Time{} // set by the shutdown: when cleanup must be done
+	defer func() { h.cleanup(listeners, cleanupBy) }()
 	h.wakers = map[string][]chan struct{}{}
 	for _, fc := range h.funcs {
 		if fc.Disabled {
@@ -198,12 +185,20 @@ func (h *Host) Run(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
 		}
+		if fc.URL != nil && fc.URL.Scheme != "azuresb" && drv.PoisonDestination() == "" {
+			// A message that failed for good would have nowhere to go, and
+			// be retried for ever. (A Service Bus dead-letter queue has no
+			// dead-letter queue of its own: its failures stay there.)
+			drv.Close()
+			return &ConfigError{Problems: []Problem{{"function " + fc.Name() + ": poison",
+				fmt.Sprintf("%s has no poison destination: name one in jobhost.functions.%s.poison", fc.Queue, fc.Name())}}}
+		}
 		l := newListener(fc, drv, h.logs, hard, h.mws)
 		l.outputs, l.callbacks = h.outputs, h.callbacks
 		if fc.URL == nil {
 			key := fc.Connection + "|" + fc.Queue
 			h.wakers[key] = append(h.wakers[key], l.wakeup)
-			l.wakePoison = func() { h.wake(fc.Connection, azurequeue.PoisonQueueName(fc.Queue)) }
+			l.wakePoison = func() { h.wake(fc.Connection, fc.Poison) }
 		}
 		listeners = append(listeners, l)
 	}
@@ -219,54 +214,6 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	h.log.Info("host started", zap.Int("functions", len(listeners)))
 	<-ctx.Done()
-	polling.Wait()
-
-	inflight := 0
-	for _, l := range listeners {
-		inflight += l.running()
-	}
-	h.log.Info("host stopping: polling stopped", zap.Int("inFlight", inflight),
-		zap.Duration("shutdownTimeout", h.cfg.ShutdownTimeout))
-	done := make(chan struct{})
-	go func() {
-		for _, l := range listeners {
-			l.invocations.Wait()
-		}
-		close(done)
-	}()
-	timer := time.NewTimer(h.cfg.ShutdownTimeout)
-	defer timer.Stop()
-	select {
-	case <-done:
-		h.log.Info("host stopped")
-		return nil
-	case <-timer.C:
-	}
-	left := 0
-	for _, l := range listeners {
-		left += l.running()
-	}
-	h.log.Warn("shutdown timeout passed: cancelling running functions; their messages stay in the queue",
-		zap.Int("running", left))
-	cancelHard()
-	grace := time.NewTimer(cancelGrace)
-	defer grace.Stop()
-	select {
-	case <-done:
-		h.log.Info("host stopped")
-	case <-grace.C:
-		left = 0
-		for _, l := range listeners {
-			left += l.running()
-		}
-		h.log.Error("functions ignored cancellation; exiting without them (their messages stay in the queue)",
-			zap.Int("running", left))
-	}
+	cleanupBy = h.shutdown(listeners, &polling, cancelHard)
 	return nil
 }
-
-// callbackDrain is how long Run waits for completion callbacks under way.
-const callbackDrain = 10 * time.Second
-
-// cancelGrace is how long Run waits for cancelled functions to return.
-const cancelGrace = 5 * time.Second

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"runtime/debug"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -53,6 +54,9 @@ type listener struct {
 	callbacks  *callbacks
 	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
 	wakePoison func()        // wakes this host's listener of the poison queue, if any
+	poisoned   poisonedSet   // copied to poison, original not deleted
+	pollCtx    *boundCtx     // the poll loop's Receive context; cancelled at the shutdown deadline
+	receiving  atomic.Bool   // a Receive is under way
 }
 
 func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context, mws []Middleware) *listener {
@@ -64,8 +68,8 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 		}, mws)
 	}
 	return &listener{
-		call: call,
-		fc:   fc, drv: drv, hard: hard,
+		call: call, pollCtx: newBoundCtx(),
+		fc: fc, drv: drv, hard: hard,
 		log: logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
 		results: logs.Category(cat).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)).
 			WithOptions(zap.WithCaller(false)),
@@ -127,7 +131,7 @@ func (l *listener) poll(ctx context.Context) {
 	w, waits := l.drv.(triggers.Waiter)
 	waits = waits && w.ReceiveWaits()
 	defer close(l.work) // the workers finish what they hold, then end
-	rc := newBoundCtx() // each poll's context, reused
+	rc := l.pollCtx     // each poll's context, reused
 	for {
 		// Poll again only when in-flight work is at or below the threshold.
 		for l.running() > q.NewBatchThreshold {
@@ -178,7 +182,11 @@ func (l *listener) poll(ctx context.Context) {
 // messages for a whole lease).
 func (l *listener) receive(bc *boundCtx) ([]*triggers.Message, error) {
 	rctx := bc.start(time.Minute)
-	defer bc.stop()
+	l.receiving.Store(true)
+	defer func() {
+		l.receiving.Store(false)
+		bc.stop()
+	}()
 	return l.drv.Receive(rctx, l.fc.Queues.BatchSize, l.fc.Queues.LeaseDuration)
 }
 
@@ -191,22 +199,31 @@ func (l *listener) logPollError(err error, n int, wait time.Duration, atMax bool
 		level = l.log.Warn
 	}
 	if errors.Is(err, triggers.ErrNotFound) {
-		level("queue does not exist; waiting for it (set extensions.queues.createQueues to create it)", fields...)
+		switch {
+		case l.fc.URL == nil:
+			level("queue does not exist; waiting for it (set extensions.queues.createQueues to create it)", fields...)
+		case l.fc.URL.Scheme == "azuresb":
+			level("queue does not exist; waiting for it (Service Bus entities are never created by jobhost)", fields...)
+		default:
+			level("queue does not exist; waiting for it (set extensions.pubsub.createQueues to create it)", fields...)
+		}
 		return
 	}
 	level("polling the queue failed", fields...)
 }
 
+// release gives back messages received as the host stopped, within
+// releaseTimeout for them all (the shutdown has a deadline).
 func (l *listener) release(msgs []*triggers.Message) {
+	ctx, cancel := context.WithTimeout(context.Background(), releaseTimeout)
+	defer cancel()
 	for _, m := range msgs {
-		ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-		if err := l.drv.Retry(ctx, m, 0); err != nil {
-			l.log.Warn("could not release a message at shutdown; it reappears when its lease ends",
-				zap.String("messageId", m.ID), zap.Error(err))
-		}
-		cancel()
+		l.releaseOne(ctx, m, "a message received at shutdown")
 	}
 }
+
+// releaseTimeout bounds giving back what a stopped poll received.
+const releaseTimeout = 3 * time.Second
 
 // idle waits d after an empty poll, or less when a function of this host
 // writes to the queue. It reports false when ctx ends.
@@ -261,6 +278,12 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		pending *invocation.Pending
 		payload []byte
 	)
+	if l.poisoned.has(m.ID) {
+		// Copied to poison before, but its delete failed: drop it now.
+		outcome = l.dropPoisoned(w.settle, m, id)
+		l.logResult(id, m, outcome, nil, start)
+		return
+	}
 	// The function gets a copy of its own: renewal and settlement change
 	// the driver's m while it runs, and its body must not alias the
 	// broker's bytes or the poison copy's.
@@ -274,21 +297,41 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		runErr = err
 		outcome = l.poison(m, id, runErr)
 	default:
+		var targets map[string]target
 		if len(l.fc.Outputs) > 0 {
+			// Where the outputs go is known before the function runs: one
+			// that can never be sent poisons the message without running it.
+			if targets, runErr = l.outputs.resolve(l.fc, m, payload); runErr != nil {
+				runErr = functions.Permanent(fmt.Errorf("function %s: %w", l.fc.Name(), runErr))
+			}
 			pending = invocation.NewPending(l.fc.outputNames)
 		}
-		runErr = l.invoke(m, view, id, payload, pending, w.renewal, start)
+		// The lease is renewed from here until the message is settled,
+		// outputs included.
+		w.renewal.begin(m, start)
+		if runErr == nil {
+			runErr = l.invoke(m, view, id, payload, pending, w.renewal, start)
+		}
 		if runErr == nil && pending != nil {
 			// Outputs go only after success, and before the trigger message
 			// is completed: a crash in between duplicates, never loses.
 			if items := pending.Items(); len(items) > 0 {
 				ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
-				runErr = l.outputs.send(ctx, l.fc, items, m, payload)
+				runErr = l.outputs.send(ctx, l.fc, items, targets)
 				cancel()
 			}
 		}
+		w.renewal.end() // waits for a renewal under way: settlement uses the latest receipt
 		outcome = l.settle(w.settle, m, id, runErr)
 	}
+	l.logResult(id, m, outcome, runErr, start)
+	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
+		l.notify(m, id, outcome, runErr, pending, payload, start)
+	}
+}
+
+// logResult writes the completion line of one invocation.
+func (l *listener) logResult(id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
 	// The completion line's fields are built only when it is logged.
 	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
 		fields := []zap.Field{
@@ -299,9 +342,6 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 			fields = append(fields, zap.String("error", runErr.Error()))
 		}
 		ce.Write(fields...)
-	}
-	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
-		l.notify(m, id, outcome, runErr, pending, payload, start)
 	}
 }
 
@@ -344,8 +384,6 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
 func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error) {
-	r.begin(m, start)
-	defer r.end()
 	ctx := l.hard
 	if t := l.fc.FunctionTimeout; t > 0 {
 		var cancel context.CancelFunc
@@ -356,6 +394,10 @@ func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, 
 	if pending != nil {
 		ctx = invocation.WithPending(ctx, pending)
 	}
+	// Renewal stops if the function outlives its cancelled context by more
+	// than renewGrace; once it returns, renewal goes on until settlement.
+	r.watch(ctx)
+	defer r.returned()
 	defer func() {
 		if r := recover(); r != nil {
 			l.results.Error("function panicked", zap.String("invocationId", id),
@@ -368,7 +410,12 @@ func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, 
 	} else {
 		err = l.fc.Definition.Invoke(ctx, payload, view)
 	}
-	if err != nil && errors.Is(ctx.Err(), context.DeadlineExceeded) && l.hard.Err() == nil {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) && l.hard.Err() == nil {
+		// A timeout is a failure, even when the function ignored its
+		// context and returned nil.
+		if err == nil {
+			return fmt.Errorf("function timed out after %s (it returned nil after its context ended)", l.fc.FunctionTimeout)
+		}
 		err = fmt.Errorf("function timed out after %s: %w", l.fc.FunctionTimeout, err)
 	}
 	return err

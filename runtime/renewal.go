@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"time"
 
@@ -32,7 +33,17 @@ type renewal struct {
 	start  time.Time
 	next   time.Time // when to renew m
 	active bool
+	// ctx is the running function's context (nil once it returned);
+	// doneAt is when renewal first saw it ended.
+	ctx    context.Context
+	doneAt time.Time
 }
+
+// renewGrace is how long a function may outlive its ended context (its
+// timeout, or the shutdown) with its lease still renewed: past it, renewal
+// stops, so a function that ignores cancellation does not hold its message
+// for ever.
+const renewGrace = 5 * time.Second
 
 func (l *listener) newRenewal() *renewal {
 	// A renewal is due half a lease (at least minRenewInterval) after
@@ -49,9 +60,26 @@ func (l *listener) newRenewal() *renewal {
 func (r *renewal) begin(m *triggers.Message, start time.Time) {
 	r.mu.Lock()
 	r.m, r.start, r.active = m, start, true
+	r.ctx, r.doneAt = nil, time.Time{}
 	d := renewIn(m, r.l.fc.Queues.LeaseDuration, start)
 	r.next = start.Add(d)
 	r.timer.arm(d)
+	r.mu.Unlock()
+}
+
+// watch makes renewal stop renewGrace after ctx ends, unless returned is
+// called first.
+func (r *renewal) watch(ctx context.Context) {
+	r.mu.Lock()
+	r.ctx = ctx
+	r.mu.Unlock()
+}
+
+// returned says the function returned: renewal goes on until end, whatever
+// its context says.
+func (r *renewal) returned() {
+	r.mu.Lock()
+	r.ctx = nil
 	r.mu.Unlock()
 }
 
@@ -59,7 +87,7 @@ func (r *renewal) begin(m *triggers.Message, start time.Time) {
 // the latest receipt.
 func (r *renewal) end() {
 	r.mu.Lock()
-	r.active, r.m = false, nil
+	r.active, r.m, r.ctx = false, nil, nil
 	r.mu.Unlock()
 }
 
@@ -81,6 +109,20 @@ func (r *renewal) fire() {
 			zap.String("messageId", m.ID), zap.Duration("maxRenewal", limit))
 		r.timer.disarm() // no more renewals for this message; the next begin arms again
 		return
+	}
+	if r.ctx != nil && r.ctx.Err() != nil {
+		if r.doneAt.IsZero() {
+			r.doneAt = now
+			if d, ok := r.ctx.Deadline(); ok && d.Before(now) && errors.Is(r.ctx.Err(), context.DeadlineExceeded) {
+				r.doneAt = d // timed out: the grace counts from the timeout
+			}
+		}
+		if now.Sub(r.doneAt) >= renewGrace {
+			l.log.Warn("lease renewal stopped: the function ignores its cancelled context; another worker may receive the message",
+				zap.String("messageId", m.ID), zap.Duration("grace", renewGrace), zap.NamedError("cancelled", context.Cause(r.ctx)))
+			r.timer.disarm()
+			return
+		}
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	err := l.drv.ExtendLease(ctx, m, lease)

@@ -148,6 +148,9 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 			fc.Poison = *o.Poison
 		}
 	}
+	if fc.URL == nil && fc.Queue != "" {
+		checkPoisonQueue(fc, bad)
+	}
 	if q.NewBatchThreshold < 0 {
 		q.NewBatchThreshold = defaultThreshold(q.BatchSize)
 	}
@@ -196,5 +199,30 @@ func (sb ServiceBusSettings) queueSettings() QueueSettings {
 		LeaseDuration:      DefaultLeaseDuration,
 		MessageEncoding:    bindings.None,
 		MaxRenewal:         sb.MaxAutoLockRenewalDuration,
+	}
+}
+
+// checkPoisonQueue settles a Storage Queue function's poison queue: the
+// one host.json names (jobhost.functions.<name>.poison), else "<queue>-poison". A
+// queue with neither (its name is too long for the suffix, or is itself a
+// poison queue) is a problem at start: a message that failed for good would
+// have nowhere to go.
+func checkPoisonQueue(fc *FunctionConfig, bad func(what, msg string)) {
+	if fc.Poison == "" {
+		if fc.Poison = azurequeue.PoisonQueueName(fc.Queue); fc.Poison == "" {
+			why := fmt.Sprintf("%q is longer than 63 characters", fc.Queue+azurequeue.PoisonSuffix)
+			if strings.HasSuffix(fc.Queue, azurequeue.PoisonSuffix) {
+				why = "the queue is itself a poison queue"
+			}
+			bad("poison", fmt.Sprintf("queue %q has no poison queue (%s): name one in jobhost.functions.%s.poison", fc.Queue, why, fc.Name()))
+		}
+		return
+	}
+	fc.Poison = strings.ToLower(fc.Poison)
+	switch err := azurequeue.ValidateQueueName(fc.Poison); {
+	case err != nil:
+		bad("poison", fmt.Sprintf("%q: %v", fc.Poison, err))
+	case fc.Poison == fc.Queue:
+		bad("poison", fmt.Sprintf("the poison queue must be another queue than %q", fc.Queue))
 	}
 }

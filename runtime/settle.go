@@ -3,6 +3,7 @@ package runtime
 import (
 	"context"
 	"errors"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -54,7 +55,9 @@ func (l *listener) settle(bc *boundCtx, m *triggers.Message, id string, runErr e
 	case errors.As(runErr, &bindErr), errors.As(runErr, &permanent):
 		return l.poison(m, id, runErr)
 	case l.hard.Err() != nil:
-		// Cancelled by shutdown: leave the message for its lease to end.
+		// Cancelled by shutdown: give the message back at once, without
+		// counting an attempt where the broker allows.
+		l.releaseOne(ctx, m, "a function cancelled by the shutdown")
 		return OutcomeCancelled
 	case int(m.DequeueCount) >= l.attempts():
 		return l.poison(m, id, runErr)
@@ -66,11 +69,27 @@ func (l *listener) settle(bc *boundCtx, m *triggers.Message, id string, runErr e
 	return OutcomeFailed
 }
 
-// poison moves m to the poison destination and logs why.
+// poison moves m to the poison destination and logs why. When the poison
+// copy was made but the original could not be removed, the message is
+// poisoned all the same: the original is deleted once more, or dropped by
+// this host when it is delivered again; it is never copied twice.
 func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	poisonID, err := l.drv.DeadLetter(ctx, m, reason.Error())
+	if err != nil && (poisonID != "" || errors.Is(err, triggers.ErrNotRemoved)) {
+		fields := []zap.Field{zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
+			zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error())}
+		if cerr := l.drv.Complete(ctx, m); cerr != nil {
+			l.poisoned.add(m.ID)
+			l.log.Error("message copied to poison queue, but the original could not be deleted: it will be delivered again, and this host then deletes it without running it",
+				append(fields, zap.NamedError("deleteError", err), zap.NamedError("secondDeleteError", cerr))...)
+		} else {
+			l.log.Warn("message moved to poison queue (the original was deleted on the second try)", append(fields, zap.NamedError("firstDeleteError", err))...)
+		}
+		l.wakePoisonQueue()
+		return OutcomePoisoned
+	}
 	if err != nil {
 		l.log.Error("could not move the message to poison; it stays in the queue",
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
@@ -79,11 +98,97 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 		}
 		return OutcomeFailed
 	}
-	if l.wakePoison != nil {
-		l.wakePoison()
-	}
+	l.wakePoisonQueue()
 	l.log.Warn("message moved to poison queue",
 		zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
 		zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error()))
 	return OutcomePoisoned
+}
+
+func (l *listener) wakePoisonQueue() {
+	if l.wakePoison != nil {
+		l.wakePoison()
+	}
+}
+
+// dropPoisoned deletes a message this host already copied to poison (its
+// first delete failed) without running it.
+func (l *listener) dropPoisoned(bc *boundCtx, m *triggers.Message, id string) string {
+	ctx := bc.start(settleTimeout)
+	defer bc.stop()
+	if err := l.drv.Complete(ctx, m); err != nil {
+		l.log.Error("could not delete a message already copied to poison; it will be delivered again",
+			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
+		return OutcomeFailed
+	}
+	l.poisoned.remove(m.ID)
+	l.log.Warn("deleted a message already copied to poison queue (its first delete had failed)",
+		zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()))
+	return OutcomePoisoned
+}
+
+// releaseOne gives m back at once: through the driver's Release where it
+// has one (no attempt counted), else Retry(0). why says whose message it
+// is, for the log.
+func (l *listener) releaseOne(ctx context.Context, m *triggers.Message, why string) {
+	var err error
+	if r, ok := l.drv.(triggers.Releaser); ok {
+		err = r.Release(ctx, m)
+	} else {
+		err = l.drv.Retry(ctx, m, 0)
+	}
+	if err != nil {
+		l.log.Warn("could not give back "+why+"; it reappears when its lease ends",
+			zap.String("messageId", m.ID), zap.Error(err))
+	}
+}
+
+// poisonedSet remembers the ids of messages copied to poison whose original
+// could not be deleted, so that a redelivery is deleted, not copied again.
+// It keeps the last poisonedMax ids.
+type poisonedSet struct {
+	mu    sync.Mutex
+	ids   map[string]struct{}
+	order []string
+}
+
+const poisonedMax = 1024
+
+func (p *poisonedSet) add(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.ids == nil {
+		p.ids = map[string]struct{}{}
+	}
+	if _, ok := p.ids[id]; ok {
+		return
+	}
+	if len(p.order) >= poisonedMax {
+		delete(p.ids, p.order[0])
+		p.order = p.order[1:]
+	}
+	p.ids[id] = struct{}{}
+	p.order = append(p.order, id)
+}
+
+func (p *poisonedSet) has(id string) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	_, ok := p.ids[id]
+	return ok
+}
+
+func (p *poisonedSet) remove(id string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if _, ok := p.ids[id]; !ok {
+		return
+	}
+	delete(p.ids, id)
+	for i, o := range p.order {
+		if o == id {
+			p.order = append(p.order[:i], p.order[i+1:]...)
+			break
+		}
+	}
 }

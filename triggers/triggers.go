@@ -103,7 +103,9 @@ type Driver interface {
 	// original. reason says why, for brokers that can store it. It returns the
 	// id of the poison copy when the broker gives one. If the copy cannot be
 	// made the original is left in place and an error is returned: a message is
-	// never lost.
+	// never lost. If the copy was made but the original could not be
+	// removed, it returns the copy's id (where the broker gives one) and an
+	// error wrapping ErrNotRemoved.
 	DeadLetter(ctx context.Context, m *Message, reason string) (poisonID string, err error)
 
 	// PoisonDestination names where DeadLetter sends messages, for logs; empty
@@ -121,6 +123,10 @@ var (
 	ErrNotFound = errors.New("queue not found")
 	// ErrLeaseLost means the message is no longer held by this receiver.
 	ErrLeaseLost = errors.New("message lease lost")
+	// ErrNotRemoved means DeadLetter made the poison copy but could not
+	// remove the original: the message is poisoned, and a redelivery of the
+	// original must not be copied again.
+	ErrNotRemoved = errors.New("poison copy made, original not removed")
 	// ErrClosed means the driver, publisher or poison administration was
 	// closed.
 	ErrClosed = errors.New("closed")

@@ -46,6 +46,9 @@ type Options struct {
 	// it missing. Without it, Receive returns an error wrapping
 	// triggers.ErrNotFound.
 	CreateIfMissing bool
+	// PoisonQueue names the poison queue; empty means PoisonQueueName's
+	// "<queue>-poison" (none when that is not a valid name).
+	PoisonQueue string
 }
 
 // Driver is a triggers.Driver for one Azure Storage Queue. It is safe for
@@ -86,6 +89,9 @@ func New(svc *azqueue.ServiceClient, queue string, opts Options) *Driver {
 		svc:        svc,
 		q:          svc.NewQueueClient(queue),
 		poisonName: PoisonQueueName(queue),
+	}
+	if opts.PoisonQueue != "" {
+		d.poisonName = opts.PoisonQueue
 	}
 	if d.nameErr != nil {
 		d.nameErr = fmt.Errorf("azurequeue: %w", d.nameErr)
@@ -240,7 +246,7 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 		id = deref(resp.Messages[0].MessageID)
 	}
 	if _, err := d.q.DeleteMessage(ctx, m.ID, m.PopReceipt, nil); err != nil {
-		return id, d.messageErr(fmt.Sprintf("dead-letter (poison copy %s made), delete", id), m, err)
+		return id, fmt.Errorf("%w: %w", triggers.ErrNotRemoved, d.messageErr(fmt.Sprintf("dead-letter (poison copy %s made), delete", id), m, err))
 	}
 	return id, nil
 }
