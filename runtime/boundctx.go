@@ -72,8 +72,14 @@ func (c *boundCtx) cancel() {
 	if !c.active || c.err != nil {
 		return
 	}
+	c.endLocked(context.Canceled)
+}
+
+// endLocked ends the call with err: Done closes and registered functions
+// run.
+func (c *boundCtx) endLocked(err error) {
 	c.timer.disarm()
-	c.err = context.Canceled
+	c.err = err
 	close(c.done)
 	for _, a := range c.afters {
 		if !a.done {
@@ -95,15 +101,7 @@ func (c *boundCtx) expire() {
 	if !c.timer.due(c.deadline) {
 		return
 	}
-	c.timer.disarm()
-	c.err = context.DeadlineExceeded
-	close(c.done)
-	for _, a := range c.afters {
-		if !a.done {
-			a.done = true
-			go a.f()
-		}
-	}
+	c.endLocked(context.DeadlineExceeded)
 }
 
 // AfterFunc arranges for f to run in its own goroutine when the deadline
