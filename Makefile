@@ -41,12 +41,13 @@ clean:
 	rm -rf bin
 
 # Fault injection (chaos/, docs/reliability.md) at full size: SIGKILL mid-run,
-# Azurite and RabbitMQ outages, a poison flood, a function outliving its
+# Azurite and RabbitMQ outages (including a real broker restart during delayed
+# retries), a poison flood, a function outliving its
 # lease, SIGTERM with functions in flight; then every fuzz target. make test
 # runs the same chaos suite with bounded counts (well under 90 s).
 .PHONY: chaos fuzz
 chaos: $(AZURITE)
-	JOBHOST_CHAOS=full $(GO) test -count=1 -v -timeout 20m ./chaos/
+	JOBHOST_CHAOS=full JOBHOST_CHAOS_RABBIT_RESTART=1 $(GO) test -count=1 -v -timeout 20m ./chaos/
 	$(MAKE) fuzz
 
 # Each fuzz target for FUZZTIME; make test runs their seed corpora.

@@ -28,7 +28,7 @@ func TestSameFunctionOnEveryBroker(t *testing.T) {
 		"rabbitmq": func(t *testing.T) []string {
 			url := rabbittest.Require(t)
 			q := rabbittest.UniqueName(t)
-			t.Cleanup(func() { rabbittest.DeleteQueues(url, q, q+"-poison", q+"-retry") })
+			t.Cleanup(func() { rabbittest.DeleteQueues(url, q, q+"-poison", q+"-retry", q+"-retry-q") })
 			return []string{"RABBIT_SERVER_URL=" + url, Setting + "=rabbit://" + q}
 		},
 		"nats": func(t *testing.T) []string {

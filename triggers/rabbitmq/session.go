@@ -255,11 +255,23 @@ func (s *session) publish(ctx context.Context, queue string, msg amqp.Publishing
 	return s.pub.publish(ctx, queue, msg, ensure)
 }
 
+// ensureRetryQueue declares the delay queue if missing: a quorum queue that
+// dead-letters into the queue at least once.
 func (d *Driver) ensureRetryQueue(ctx context.Context, c *confirmer) error {
-	return c.ensureQueue(ctx, d.retryQueue, amqp.Table{
+	return c.ensureQueue(ctx, d.retryQueue, retryArgs(d.queue))
+}
+
+// retryArgs are the delay queue's arguments. At-least-once dead-lettering
+// needs x-overflow reject-publish; without a length limit it rejects
+// nothing.
+func retryArgs(queue string) amqp.Table {
+	return amqp.Table{
+		"x-queue-type":              "quorum",
 		"x-dead-letter-exchange":    "",
-		"x-dead-letter-routing-key": d.queue,
-	})
+		"x-dead-letter-routing-key": queue,
+		"x-dead-letter-strategy":    "at-least-once",
+		"x-overflow":                "reject-publish",
+	}
 }
 
 func (d *Driver) ensurePoisonQueue(ctx context.Context, c *confirmer) error {

@@ -4,7 +4,8 @@
 // loud message, or fail when JOBHOST_REQUIRE_BROKERS=1.
 //
 // Every test gets its own uniquely named queues and deletes them (and their
-// "-retry" and "-poison" companions) when it ends.
+// delay and poison companions, "-retry-q", "-retry" and "-poison") when it
+// ends.
 package rabbittest
 
 import (
@@ -105,7 +106,7 @@ func Dial(t testing.TB) *amqp.Connection {
 var nonName = regexp.MustCompile(`[^a-z0-9]+`)
 
 // UniqueName returns a new queue name that mentions the test. It does not
-// create the queue, but deletes it (and its -retry and -poison companions)
+// create the queue, but deletes it (and its delay and poison companions)
 // when the test ends.
 func UniqueName(t testing.TB) string {
 	t.Helper()
@@ -117,7 +118,9 @@ func UniqueName(t testing.TB) string {
 	}
 	name := "jobhost-test-" + tn + "-" + hex.EncodeToString(b)
 	url := Require(t)
-	t.Cleanup(func() { DeleteQueues(url, name, name+rabbitmq.RetrySuffix, name+rabbitmq.PoisonSuffix) })
+	t.Cleanup(func() {
+		DeleteQueues(url, name, name+rabbitmq.RetrySuffix, name+rabbitmq.LegacyRetrySuffix, name+rabbitmq.PoisonSuffix)
+	})
 	return name
 }
 
