@@ -254,3 +254,39 @@ func TestRegistered(t *testing.T) {
 		t.Error("Poison with the queue as its own poison queue: no error")
 	}
 }
+
+// TestReleaseKeepsDequeueCount: a released message comes back at once with
+// the same DequeueCount; Retry counts an attempt.
+func TestReleaseKeepsDequeueCount(t *testing.T) {
+	ctx := context.Background()
+	u, _ := url.Parse("memqueue://release-test")
+	drv, err := memqueue.NewBroker().OpenURL(ctx, u, triggers.OpenOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d := drv.(*memqueue.Driver)
+	defer d.Close()
+	if _, err := d.Publish(ctx, []byte("x"), nil); err != nil {
+		t.Fatal(err)
+	}
+	receive := func(want int64) *triggers.Message {
+		t.Helper()
+		ms, err := d.Receive(ctx, 1, time.Minute)
+		if err != nil || len(ms) != 1 {
+			t.Fatalf("Receive = %v, %v", ms, err)
+		}
+		if ms[0].DequeueCount != want {
+			t.Fatalf("DequeueCount = %d, want %d", ms[0].DequeueCount, want)
+		}
+		return ms[0]
+	}
+	for range 2 {
+		if err := d.Release(ctx, receive(1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := d.Retry(ctx, receive(1), 0); err != nil {
+		t.Fatal(err)
+	}
+	receive(2)
+}
