@@ -45,24 +45,36 @@ func Open(r receiver, s sender, e Entity, opts *Options) (*Driver, error) {
 	if err := e.Validate(); err != nil {
 		return nil, err
 	}
+	s, o, err := checkOpen("Open", r, s, e, opts)
+	if err != nil {
+		return nil, err
+	}
+	ctx, stop := context.WithCancel(context.Background())
+	return &Driver{entity: e, path: e.Path(), opts: o, recv: r, send: s, closeCtx: ctx, stop: stop, closing: ctx.Done()}, nil
+}
+
+// checkOpen checks the receiver and sender given to fn (Open or
+// NewPoisonAdmin) for e: r must not be nil, and s (a nil
+// *azservicebus.Sender counts as none) can only be used with a queue. It
+// returns s and a normalized copy of opts, which may be nil.
+func checkOpen(fn string, r any, s sender, e Entity, opts *Options) (sender, Options, error) {
 	if pr, ok := r.(*azservicebus.Receiver); r == nil || (ok && pr == nil) {
-		return nil, fmt.Errorf("servicebus: Open %s: nil receiver", e.Path())
+		return nil, Options{}, fmt.Errorf("servicebus: %s %s: nil receiver", fn, e.Path())
 	}
 	if ps, ok := s.(*azservicebus.Sender); ok && ps == nil {
 		s = nil
 	}
 	if s != nil && (e.Queue == "" || e.DeadLetterQueue) {
-		return nil, fmt.Errorf("servicebus: Open %s: a sender can only be used with a queue (a copy sent to a topic reaches every subscription)", e.Path())
+		return nil, Options{}, fmt.Errorf("servicebus: %s %s: a sender can only be used with a queue (a copy sent to a topic reaches every subscription)", fn, e.Path())
 	}
 	var o Options
 	if opts != nil {
 		o = *opts
 	}
 	if err := o.normalize(); err != nil {
-		return nil, err
+		return nil, Options{}, err
 	}
-	ctx, stop := context.WithCancel(context.Background())
-	return &Driver{entity: e, path: e.Path(), opts: o, recv: r, send: s, closeCtx: ctx, stop: stop, closing: ctx.Done()}, nil
+	return s, o, nil
 }
 
 // OpenClient opens a PeekLock receiver for e on client (a topic
@@ -78,25 +90,17 @@ func OpenClient(client *azservicebus.Client, e Entity, opts *Options) (*Driver, 
 		return nil, err
 	}
 	var s sender
-	closeAll := func() {
-		ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-		defer cancel()
-		if s != nil {
-			_ = s.Close(ctx)
-		}
-		_ = r.Close(ctx)
-	}
 	if e.Queue != "" && !e.DeadLetterQueue {
 		snd, err := client.NewSender(e.Queue, nil)
 		if err != nil {
-			closeAll()
+			_ = closeParts(context.Background(), "", nil, r.Close, nil)
 			return nil, wrapErr(fmt.Sprintf("open sender for %s", e.Path()), err, false)
 		}
 		s = snd
 	}
 	d, err := Open(r, s, e, opts)
 	if err != nil {
-		closeAll()
+		_ = closeParts(context.Background(), "", s, r.Close, nil)
 		return nil, err
 	}
 	return d, nil
@@ -150,37 +154,58 @@ func (d *Driver) PoisonDestination() string {
 // idempotent; afterwards every other method returns an error wrapping
 // ErrClosed.
 func (d *Driver) Close() error {
-	d.mu.Lock()
-	if d.closed {
-		d.mu.Unlock()
+	if !markClosed(&d.mu, &d.closed, d.stop) {
 		return nil
 	}
-	d.closed = true
-	d.stop()
-	d.mu.Unlock()
 	d.wg.Wait()
 
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
+	return closeParts(context.Background(), d.path, d.send, func(ctx context.Context) error {
+		d.recvMu.Lock()
+		defer d.recvMu.Unlock()
+		return d.recv.Close(ctx)
+	}, d.release)
+}
+
+// markClosed sets *closed under mu and calls stop (unless nil) while it
+// holds mu. It reports false, doing nothing, when *closed was set already.
+func markClosed(mu *sync.Mutex, closed *bool, stop func()) bool {
+	mu.Lock()
+	defer mu.Unlock()
+	if *closed {
+		return false
+	}
+	*closed = true
+	if stop != nil {
+		stop()
+	}
+	return true
+}
+
+// closeParts closes s (unless nil), then the receiver through closeRecv
+// (unless nil), then releases the shared client (unless release is nil),
+// within closeTimeout from now, ignoring ctx's cancellation. Its error,
+// "servicebus: close <what>: ...", names every part that failed, redacted.
+func closeParts(ctx context.Context, what string, s sender, closeRecv, release func(context.Context) error) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
 	defer cancel()
 	var errs []string
-	if d.send != nil {
-		if err := d.send.Close(ctx); err != nil {
+	if s != nil {
+		if err := s.Close(ctx); err != nil {
 			errs = append(errs, "sender: "+Redact(err.Error()))
 		}
 	}
-	d.recvMu.Lock()
-	err := d.recv.Close(ctx)
-	d.recvMu.Unlock()
-	if err != nil {
-		errs = append(errs, "receiver: "+Redact(err.Error()))
+	if closeRecv != nil {
+		if err := closeRecv(ctx); err != nil {
+			errs = append(errs, "receiver: "+Redact(err.Error()))
+		}
 	}
-	if d.release != nil {
-		if err := d.release(ctx); err != nil {
+	if release != nil {
+		if err := release(ctx); err != nil {
 			errs = append(errs, "client: "+Redact(err.Error()))
 		}
 	}
 	if len(errs) > 0 {
-		return fmt.Errorf("servicebus: close %s: %s", d.path, strings.Join(errs, "; "))
+		return fmt.Errorf("servicebus: close %s: %s", what, strings.Join(errs, "; "))
 	}
 	return nil
 }

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"time"
 
@@ -98,24 +97,12 @@ func NewPoisonAdmin(r poisonReceiver, s sender, c runtimeCounter, e Entity, opts
 	if e.DeadLetterQueue {
 		return nil, fmt.Errorf("servicebus: NewPoisonAdmin %s: name the queue or subscription, not its dead-letter queue", e.Path())
 	}
-	if pr, ok := r.(*azservicebus.Receiver); r == nil || (ok && pr == nil) {
-		return nil, fmt.Errorf("servicebus: NewPoisonAdmin %s: nil receiver", e.Path())
-	}
-	if ps, ok := s.(*azservicebus.Sender); ok && ps == nil {
-		s = nil
+	s, o, err := checkOpen("NewPoisonAdmin", r, s, e, opts)
+	if err != nil {
+		return nil, err
 	}
 	if pc, ok := c.(*admin.Client); ok && pc == nil {
 		c = nil
-	}
-	if s != nil && e.Queue == "" {
-		return nil, fmt.Errorf("servicebus: NewPoisonAdmin %s: a sender can only be used with a queue (a copy sent to a topic reaches every subscription)", e.Path())
-	}
-	var o Options
-	if opts != nil {
-		o = *opts
-	}
-	if err := o.normalize(); err != nil {
-		return nil, err
 	}
 	ctx, stop := context.WithCancel(context.Background())
 	return &PoisonAdmin{
@@ -149,20 +136,11 @@ func OpenPoisonURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (tri
 		releaseNow(ctx, release)
 		return nil, err
 	}
-	closeAll := func(s sender) {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-		defer cancel()
-		if s != nil {
-			_ = s.Close(cctx)
-		}
-		_ = r.Close(cctx)
-		_ = release(cctx)
-	}
 	var s sender
 	if e.Queue != "" {
 		snd, err := sc.client.NewSender(e.Queue, nil)
 		if err != nil {
-			closeAll(nil)
+			_ = closeParts(ctx, "", nil, r.Close, release)
 			return nil, wrapErr("open sender for "+e.Path(), err, false)
 		}
 		s = snd
@@ -173,7 +151,7 @@ func OpenPoisonURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (tri
 	}
 	p, err := NewPoisonAdmin(r, s, c, e, &opts)
 	if err != nil {
-		closeAll(s)
+		_ = closeParts(ctx, "", s, r.Close, release)
 		return nil, err
 	}
 	p.release = release
@@ -198,8 +176,9 @@ func (p *PoisonAdmin) isClosed() bool {
 }
 
 // begin starts an operation: it waits for the one before, and returns a
-// context that Close cancels and the function that ends the operation.
-func (p *PoisonAdmin) begin(ctx context.Context, op string) (context.Context, func(), error) {
+// context that Close cancels and the function that ends the operation,
+// which the operation defers with its error (see closedDuring).
+func (p *PoisonAdmin) begin(ctx context.Context, op string) (context.Context, func(err *error), error) {
 	if p.isClosed() {
 		return nil, nil, closedErr(op)
 	}
@@ -210,7 +189,8 @@ func (p *PoisonAdmin) begin(ctx context.Context, op string) (context.Context, fu
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	stop := context.AfterFunc(p.closeCtx, cancel)
-	return ctx, func() {
+	return ctx, func(err *error) {
+		p.closedDuring(op, err)
 		stop()
 		cancel()
 		p.opMu.Unlock()
@@ -240,8 +220,7 @@ func (p *PoisonAdmin) Count(ctx context.Context) (n int, exists bool, err error)
 	if err != nil {
 		return 0, false, err
 	}
-	defer end()
-	defer p.closedDuring(op, &err)
+	defer end(&err)
 	p.mu.Lock()
 	c := p.counter
 	if p.peekOnly {
@@ -328,8 +307,7 @@ func (p *PoisonAdmin) List(ctx context.Context, n int) (out []*triggers.PoisonMe
 	if err != nil {
 		return nil, err
 	}
-	defer end()
-	defer p.closedDuring(op, &err)
+	defer end(&err)
 	from := int64(0)
 	for len(out) < n {
 		rms, err := p.peek(ctx, op, min(n-len(out), peekPage), from)
@@ -355,36 +333,12 @@ func (p *PoisonAdmin) List(ctx context.Context, n int) (out []*triggers.PoisonMe
 // holds is abandoned first). It is idempotent; afterwards every other
 // method returns an error wrapping ErrClosed.
 func (p *PoisonAdmin) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if !markClosed(&p.mu, &p.closed, p.stop) {
 		return nil
 	}
-	p.closed = true
-	p.stop()
-	p.mu.Unlock()
 	p.opMu.Lock() // the operation in progress, cancelled, ends
 	defer p.opMu.Unlock()
-	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
-	defer cancel()
-	var errs []string
-	if p.send != nil {
-		if err := p.send.Close(ctx); err != nil {
-			errs = append(errs, "sender: "+Redact(err.Error()))
-		}
-	}
-	if err := p.dlq.Close(ctx); err != nil {
-		errs = append(errs, "receiver: "+Redact(err.Error()))
-	}
-	if p.release != nil {
-		if err := p.release(ctx); err != nil {
-			errs = append(errs, "client: "+Redact(err.Error()))
-		}
-	}
-	if len(errs) > 0 {
-		return fmt.Errorf("servicebus: close poison administration of %s: %s", p.entity.Path(), strings.Join(errs, "; "))
-	}
-	return nil
+	return closeParts(context.Background(), "poison administration of "+p.entity.Path(), p.send, p.dlq.Close, p.release)
 }
 
 // sequenceOf returns rm's sequence number.

@@ -106,10 +106,7 @@ func OpenPublisherURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (
 	}
 	p, err := NewPublisher(s, to)
 	if err != nil {
-		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeTimeout)
-		defer cancel()
-		_ = s.Close(cctx)
-		_ = release(cctx)
+		_ = closeParts(ctx, "", s, nil, release)
 		return nil, err
 	}
 	p.release = release
@@ -134,13 +131,9 @@ func (p *Publisher) Publish(ctx context.Context, body []byte, props map[string]s
 // shared client. It is idempotent; afterwards Publish returns an error
 // wrapping ErrClosed.
 func (p *Publisher) Close() error {
-	p.mu.Lock()
-	if p.closed {
-		p.mu.Unlock()
+	if !markClosed(&p.mu, &p.closed, nil) {
 		return nil
 	}
-	p.closed = true
-	p.mu.Unlock()
 	ctx, cancel := context.WithTimeout(context.Background(), closeTimeout)
 	defer cancel()
 	err := p.send.Close(ctx)

@@ -10,6 +10,27 @@ import (
 	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
 )
 
+func TestPublish(t *testing.T) {
+	v := setup(t, sbfake.EntityOptions{LockDuration: 5 * time.Second}, fastOpts(servicebus.Options{}))
+	id, err := v.d.Publish(v.ctx, []byte("hello"), map[string]string{"k": "v", servicebus.PropContentType: "text/plain"})
+	if err != nil || id == "" {
+		t.Fatalf("Publish = %q, %v", id, err)
+	}
+	m := v.receive(0, 5*time.Second)
+	if m.ID != id || m.Text() != "hello" || m.Properties["k"] != "v" || m.Properties[servicebus.PropContentType] != "text/plain" {
+		t.Errorf("received %+v", m)
+	}
+	v.b.DeleteQueue(v.e.Queue)
+	if _, err := v.d.Publish(v.ctx, []byte("x"), nil); !errors.Is(err, triggers.ErrNotFound) {
+		t.Errorf("Publish to a deleted queue = %v, want ErrNotFound", err)
+	}
+
+	s := setupOn(t, sbfake.Harness{Subscription: true})
+	if _, err := s.d.Publish(s.ctx, []byte("x"), nil); err == nil {
+		t.Error("Publish on a subscription driver succeeded")
+	}
+}
+
 func TestPublisherQueue(t *testing.T) {
 	v := setup(t, sbfake.EntityOptions{LockDuration: 5 * time.Second}, fastOpts(servicebus.Options{}))
 	p, err := sbfake.NewPublisher(v.b, v.e)

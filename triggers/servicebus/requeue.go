@@ -8,7 +8,6 @@ import (
 	"sync"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
-	"github.com/google/uuid"
 
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -41,8 +40,7 @@ func (p *PoisonAdmin) Requeue(ctx context.Context, id string, limit int, done fu
 	if err != nil {
 		return false, err
 	}
-	defer end()
-	defer p.closedDuring(op, &err)
+	defer end(&err)
 	if p.send == nil {
 		return false, &opError{op: op, kinds: []error{ErrRequeueSubscription}}
 	}
@@ -137,8 +135,7 @@ func (p *PoisonAdmin) Purge(ctx context.Context, limit int) (n int, err error) {
 	if err != nil {
 		return 0, err
 	}
-	defer end()
-	defer p.closedDuring(op, &err)
+	defer end(&err)
 	h := &held{p: p}
 	defer h.abandon(ctx)
 	for n < limit {
@@ -241,19 +238,7 @@ func requeueCopy(rm *azservicebus.ReceivedMessage) *azservicebus.Message {
 	if orig != "" {
 		props[OriginalIDProperty] = orig
 	}
-	id := uuid.NewString()
-	return &azservicebus.Message{
-		ApplicationProperties: props,
-		Body:                  rm.Body,
-		ContentType:           rm.ContentType,
-		CorrelationID:         rm.CorrelationID,
-		MessageID:             &id,
-		PartitionKey:          rm.PartitionKey,
-		ReplyTo:               rm.ReplyTo,
-		ReplyToSessionID:      rm.ReplyToSessionID,
-		SessionID:             rm.SessionID,
-		Subject:               rm.Subject,
-		TimeToLive:            rm.TimeToLive,
-		To:                    rm.To,
-	}
+	cp := copyOf(rm, props)
+	cp.TimeToLive = rm.TimeToLive
+	return cp
 }

@@ -15,15 +15,11 @@ import (
 
 // Complete completes the message, removing it from the entity.
 func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
-	s, err := d.state(m, "complete")
+	s, err := d.lockUsable(m, "complete")
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usableLocked("complete"); err != nil {
-		return err
-	}
 	if err := d.recv.CompleteMessage(ctx, s.rm, nil); err != nil {
 		return s.failedLocked("complete", err)
 	}
@@ -31,20 +27,31 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 	return nil
 }
 
+// lockUsable returns the driver's state of m with s.mu held, for op, once
+// it is usable (see usableLocked); the caller unlocks s.mu.
+func (d *Driver) lockUsable(m *triggers.Message, op string) (*msgState, error) {
+	s, err := d.state(m, op)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	if err := s.usableLocked(op); err != nil {
+		s.mu.Unlock()
+		return nil, err
+	}
+	return s, nil
+}
+
 // Retry gives the message up: with delay 0 it is abandoned (available at
 // once, DeliveryCount + 1); with a delay it is held and abandoned later, or
 // replaced by a scheduled copy (see the package doc). m.NextVisibleTime is
 // set to when it should be received again.
 func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
-	s, err := d.state(m, "retry")
+	s, err := d.lockUsable(m, "retry")
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usableLocked("retry"); err != nil {
-		return err
-	}
 	now := time.Now()
 	switch {
 	case delay <= 0:
@@ -85,20 +92,8 @@ func (d *Driver) scheduleCopyLocked(ctx context.Context, s *msgState, m *trigger
 	if !m.InsertionTime.IsZero() {
 		props[OriginalEnqueuedTimeProperty] = m.InsertionTime.UTC().Format(time.RFC3339Nano)
 	}
-	id := uuid.NewString()
-	cp := &azservicebus.Message{
-		ApplicationProperties: props,
-		Body:                  rm.Body,
-		ContentType:           rm.ContentType,
-		CorrelationID:         rm.CorrelationID,
-		MessageID:             &id,
-		PartitionKey:          rm.PartitionKey,
-		ReplyTo:               rm.ReplyTo,
-		ReplyToSessionID:      rm.ReplyToSessionID,
-		SessionID:             rm.SessionID,
-		Subject:               rm.Subject,
-		To:                    rm.To,
-	}
+	cp := copyOf(rm, props)
+	id := *cp.MessageID
 	if rm.TimeToLive != nil && rm.ExpiresAt != nil {
 		// The copy's time to live counts from its (scheduled) enqueue
 		// time: keep the original's expiry.
@@ -124,21 +119,38 @@ func (d *Driver) scheduleCopyLocked(ctx context.Context, s *msgState, m *trigger
 	return nil
 }
 
+// copyOf returns a copy of rm to send: its body, props as application
+// properties, a new MessageID, and the system properties a sender sets
+// except TimeToLive (ContentType, CorrelationID, PartitionKey, ReplyTo,
+// ReplyToSessionID, SessionID, Subject, To).
+func copyOf(rm *azservicebus.ReceivedMessage, props map[string]any) *azservicebus.Message {
+	id := uuid.NewString()
+	return &azservicebus.Message{
+		ApplicationProperties: props,
+		Body:                  rm.Body,
+		ContentType:           rm.ContentType,
+		CorrelationID:         rm.CorrelationID,
+		MessageID:             &id,
+		PartitionKey:          rm.PartitionKey,
+		ReplyTo:               rm.ReplyTo,
+		ReplyToSessionID:      rm.ReplyToSessionID,
+		SessionID:             rm.SessionID,
+		Subject:               rm.Subject,
+		To:                    rm.To,
+	}
+}
+
 // ExtendLease keeps the message locked until lease from now: it renews the
 // lock at once and the driver keeps renewing it in the background. The
 // lock's length is the entity's LockDuration whatever lease is. Once the
 // message has been held for longer than Options.MaxAutoLockRenewalDuration
 // it renews nothing and returns an error wrapping ErrLockRenewalLimit.
 func (d *Driver) ExtendLease(ctx context.Context, m *triggers.Message, lease time.Duration) error {
-	s, err := d.state(m, "extend lease of")
+	s, err := d.lockUsable(m, "extend lease of")
 	if err != nil {
 		return err
 	}
-	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usableLocked("extend lease of"); err != nil {
-		return err
-	}
 	if lim := d.opts.MaxAutoLockRenewalDuration; lim > 0 {
 		if held := time.Since(s.receivedAt); held >= lim {
 			s.leaseUntil = time.Time{}
