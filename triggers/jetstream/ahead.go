@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -13,16 +14,23 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 )
 
-// Pulling ahead. When Receive hands out a full batch and the server said
-// more messages were waiting, the driver sends the next pull request at
-// once, so that the next batch is on its way while this one runs: the
-// server fills it as acknowledgements free MaxAckPending slots. Messages
-// that arrive before the next Receive wait in the driver; MaxAckPending
-// (Prefetch) bounds them together with those handed out. A waiting message
-// is kept from redelivery by InProgress every AckWait/2, and its lease
-// starts when Receive hands it out. The request waits at most aheadWait;
-// Close waits for it to end and then hands waiting messages back with a
-// Nak (their delivery counts in NumDelivered, like any redelivery).
+// Pulling ahead. While the consumer has a backlog (the last delivery said
+// more messages were waiting), the driver keeps pull requests open for
+// what it may still hold: Prefetch less the messages it holds (handed out
+// or waiting) and those its open requests may still deliver. A message
+// counts as freed once its settlement is sent: the request for its room
+// goes out just before the settlement, so that the two round trips
+// overlap (a settlement that fails leaves the driver one over until that
+// message's lease ends). Requests go out as settlements free a quarter of
+// Prefetch, and from Receive when nothing waits; several may be open, and
+// as the server spreads deliveries over them, they are counted together.
+// Messages that arrive before the next Receive wait in the driver. The
+// server's MaxAckPending is consumer-wide (all workers); Prefetch, per
+// driver, is kept by these requests alone. A waiting message is kept from
+// redelivery by InProgress every AckWait/2, and its lease starts when
+// Receive hands it out. A request waits at most aheadWait; Close waits for
+// the requests to end and then hands waiting messages back with a Nak
+// (their delivery counts in NumDelivered, like any redelivery).
 //
 // A Receive that ends before its pull request does (its context ended, or
 // the driver was closed) leaves the request to a goroutine that reads it
@@ -32,6 +40,12 @@ import (
 // waits for it to end.
 const aheadWait = 500 * time.Millisecond
 
+// refillParts: on a settlement, a request is sent ahead once the room is
+// at least Prefetch/refillParts, so that acknowledgements freeing room one
+// by one do not cost a pull request each (Receive, finding nothing
+// waiting, sends one for any room).
+const refillParts = 4
+
 // unleased is the lease of a message waiting in the driver: its delivery
 // timer only keeps it alive (InProgress) until Receive hands it out.
 const unleased = 100 * 365 * 24 * time.Hour
@@ -39,38 +53,19 @@ const unleased = 100 * 365 * 24 * time.Hour
 // ahead is the pull request sent ahead, the requests being drained, and
 // the messages they delivered.
 type ahead struct {
-	mu      sync.Mutex
-	gen     uint64             // identifies the current request sent ahead
-	sub     *nats.Subscription // the current request's inbox, while open
-	open    bool               // the request sent ahead may still deliver
-	left    int                // messages the request may still deliver
-	end     time.Time          // the request is over by then at the latest
-	pulls   int                // Receives reading a request, and drains
-	drains  int                // requests being drained (drain)
-	msgs    []*triggers.Message
-	changed chan struct{} // closed (and replaced) when msgs, open, pulls or drains change
-	closed  bool
-}
-
-// enter counts a Receive that reads a pull request; it reports false once
-// Close has given back what waits (Close waits for the count to fall to
-// zero first).
-func (a *ahead) enter() bool {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	if a.closed {
-		return false
-	}
-	a.pulls++
-	return true
-}
-
-// leave ends what enter began.
-func (a *ahead) leave() {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.pulls--
-	a.signal()
+	mu       sync.Mutex
+	sub      *nats.Subscription // <prefix>.*: replies to requests sent ahead, once one was sent
+	prefix   string
+	gen      uint64               // numbers the requests sent ahead (reply subject <prefix>.<gen>)
+	reqs     map[uint64]time.Time // the open requests sent ahead: when each is over at the latest
+	left     int                  // messages they may still deliver, together
+	reserved int                  // messages the Receives' and drains' requests may still deliver
+	pulls    int                  // Receives reading a request, and drains
+	drains   int                  // requests being drained (drain)
+	waiting  int                  // Receives waiting for room (reserve)
+	msgs     []*triggers.Message
+	changed  chan struct{} // closed (and replaced) when msgs, reqs, pulls, drains or room change
+	closed   bool
 }
 
 // signal wakes a Receive waiting on the request. a.mu is held.
@@ -81,34 +76,70 @@ func (a *ahead) signal() {
 	a.changed = make(chan struct{})
 }
 
-// finish ends the current request. a.mu is held.
-func (a *ahead) finish() {
-	if a.sub != nil {
-		_ = a.sub.Unsubscribe()
-		a.sub = nil
+// open reports whether requests sent ahead may still deliver. a.mu is held.
+func (a *ahead) open() bool { return len(a.reqs) > 0 }
+
+// ended removes a request sent ahead that the server ended with rest of
+// its messages undelivered. a.mu is held.
+func (a *ahead) ended(gen uint64, rest int) {
+	if _, ok := a.reqs[gen]; !ok {
+		return
 	}
-	if a.open {
-		a.open = false
+	delete(a.reqs, gen)
+	a.left -= min(rest, a.left)
+	if len(a.reqs) == 0 || a.left == 0 {
+		clear(a.reqs) // nothing more to come: the others were filled
+		a.left = 0
+	}
+	a.signal()
+}
+
+// endAll ends the requests sent ahead. a.mu is held.
+func (a *ahead) endAll() {
+	if len(a.reqs) > 0 {
+		clear(a.reqs)
+		a.left = 0
 		a.signal()
 	}
 }
 
-// await waits, a.mu held, until done reports true. The request sent ahead
-// is ended once past its end (its end status never came: a reconnect
-// drops requests); done must become true when nothing is open, drained or
-// pulled. It returns ctx's error if ctx ends first, and errStopped if stop
+// expire ends the requests sent ahead that are past their end: filled
+// (the server sends no status after a full batch) or whose end status
+// never came (a reconnect drops requests). It returns the earliest end of
+// the others. a.mu is held.
+func (a *ahead) expire(now time.Time) (next time.Time) {
+	n := len(a.reqs)
+	for g, end := range a.reqs {
+		switch {
+		case !now.Before(end):
+			delete(a.reqs, g)
+		case next.IsZero() || end.Before(next):
+			next = end
+		}
+	}
+	if len(a.reqs) < n {
+		if len(a.reqs) == 0 {
+			a.left = 0 // what an unfinished one would still deliver is unknown
+		}
+		a.signal()
+	}
+	return next
+}
+
+// await waits, a.mu held, until done reports true. Requests sent ahead
+// are ended once past their end (expire); done must become true when
+// nothing is open, drained or pulled. It returns ctx's error if ctx ends first, and errStopped if stop
 // is closed first.
 func (a *ahead) await(ctx context.Context, stop <-chan struct{}, done func() bool) error {
 	for !done() {
 		var expired <-chan time.Time
 		var t *time.Timer
-		if a.open {
-			left := time.Until(a.end)
-			if left <= 0 {
-				a.finish()
+		if a.open() {
+			next := a.expire(time.Now())
+			if !a.open() {
 				continue
 			}
-			t = time.NewTimer(left)
+			t = time.NewTimer(time.Until(next))
 			expired = t.C
 		}
 		if a.changed == nil {
@@ -141,21 +172,53 @@ func (a *ahead) await(ctx context.Context, stop <-chan struct{}, done func() boo
 // errStopped is await's error when its stop channel was closed.
 var errStopped = errors.New("stopped")
 
-// maybeAhead pulls ahead after Receive handed out out, when that was a full
-// batch and the server had more messages for the consumer.
-func (d *Driver) maybeAhead(out []*triggers.Message, maxMessages int, lease time.Duration) {
-	if len(out) == 0 || len(out) < min(maxMessages, d.opts.Prefetch) {
-		return
-	}
-	dl, ok := out[len(out)-1].DriverData.(*delivery)
-	if !ok || dl.pending == 0 {
-		return
-	}
+// budget is how many more messages the driver may request: Prefetch less
+// those it holds (a message being settled no longer counts) and those its
+// open requests may still deliver. a.mu is held.
+func (d *Driver) budget() int {
+	a := &d.ah
+	n := d.opts.Prefetch - a.reserved - a.left
+	d.mu.Lock()
+	n -= len(d.inflight) - int(d.settling.Load())
+	d.mu.Unlock()
+	return n
+}
+
+// refill pulls ahead if it can (refillLocked) and wakes a Receive waiting
+// for room. It is called when the driver may hold more: after Receive
+// handed messages out and as a settlement is sent.
+func (d *Driver) refill() {
 	a := &d.ah
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if a.open || a.closed || !d.nc.IsConnected() {
+	if a.waiting > 0 {
+		a.signal()
+	}
+	d.refillLocked(d.opts.Prefetch / refillParts)
+}
+
+// refillLocked sends a request ahead for the driver's budget when that is
+// at least least and the consumer has a backlog. a.mu is held.
+func (d *Driver) refillLocked(least int) {
+	a := &d.ah
+	if a.closed || !d.backlog.Load() || d.isClosed() || !d.nc.IsConnected() {
 		return
+	}
+	if a.open() {
+		a.expire(time.Now())
+	}
+	batch := d.budget()
+	if batch <= 0 || batch < least {
+		return // Receive asks for what little room there is
+	}
+	if a.sub == nil {
+		prefix := d.nc.NewInbox()
+		sub, err := d.nc.Subscribe(prefix+".*", d.onAhead)
+		if err != nil {
+			return // Receive pulls as usual
+		}
+		sub.SetPendingLimits(-1, -1) // bounded by the requests' batches
+		a.sub, a.prefix = sub, prefix
 	}
 	now := time.Now()
 	want := min(d.opts.ReceiveWait, aheadWait)
@@ -164,54 +227,60 @@ func (d *Driver) maybeAhead(out []*triggers.Message, maxMessages int, lease time
 		a.changed = make(chan struct{})
 	}
 	a.gen++
-	gen := a.gen
-	inbox := d.nc.NewInbox()
-	sub, err := d.nc.Subscribe(inbox, func(m *nats.Msg) { d.onAhead(gen, m) })
-	if err != nil {
-		return // Receive pulls as usual
-	}
-	sub.SetPendingLimits(-1, -1) // the server sends at most batch messages and a status
 	// Without no_wait the server keeps the request until it has sent batch
-	// messages or it expires, delivering as MaxAckPending allows.
-	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, d.opts.Prefetch, wait.Nanoseconds())
-	if err := d.nc.PublishRequest(d.nextSubj, inbox, []byte(req)); err != nil {
-		_ = sub.Unsubscribe()
+	// messages or it expires.
+	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, batch, wait.Nanoseconds())
+	if err := d.nc.PublishRequest(d.nextSubj, a.prefix+"."+strconv.FormatUint(a.gen, 10), []byte(req)); err != nil {
 		return
 	}
-	a.sub, a.open, a.left, a.end = sub, true, d.opts.Prefetch, now.Add(wait+pullGrace)
+	if a.reqs == nil {
+		a.reqs = map[uint64]time.Time{}
+	}
+	a.reqs[a.gen] = now.Add(wait + pullGrace)
+	a.left += batch
+	a.signal()
 }
 
-// onAhead handles what the server sends to a request sent ahead; it runs
-// on the request's subscription goroutine.
-func (d *Driver) onAhead(gen uint64, rm *nats.Msg) {
+// onAhead handles what the server sends to requests sent ahead; it runs on
+// their subscription's goroutine. A delivery keeps the stream message's
+// subject and the server spreads deliveries over the open requests, so
+// they are counted together; a status comes to its request's own reply
+// subject and says how many it did not deliver (Nats-Pending-Messages).
+func (d *Driver) onAhead(rm *nats.Msg) {
 	a := &d.ah
-	if strings.HasPrefix(rm.Reply, "$JS.ACK.") {
+	if isDelivery(rm) {
 		m := d.track(rm, time.Now(), unleased)
 		if m == nil {
 			return
 		}
 		a.mu.Lock()
-		defer a.mu.Unlock()
 		if a.closed {
+			a.mu.Unlock()
 			d.giveBack(m)
 			return
 		}
 		a.msgs = append(a.msgs, m)
-		if gen == a.gen {
-			if a.left--; a.left <= 0 {
-				a.finish()
+		if a.left > 0 {
+			if a.left--; a.left == 0 {
+				a.endAll() // all filled
 			}
 		}
 		a.signal()
+		a.mu.Unlock()
 		return
 	}
 	if over, _ := d.status(rm); !over {
 		return
 	}
+	gen, _ := strconv.ParseUint(rm.Subject[strings.LastIndexByte(rm.Subject, '.')+1:], 10, 64)
+	rest, _ := strconv.Atoi(rm.Header.Get("Nats-Pending-Messages"))
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if gen == a.gen {
-		a.finish()
+	if _, ok := a.reqs[gen]; ok {
+		// Nothing more for now (or MaxAckPending reached): Receive pulls
+		// as usual until a delivery reports a backlog again.
+		d.backlog.Store(false)
+		a.ended(gen, rest)
 	}
 }
 
@@ -225,9 +294,10 @@ func (d *Driver) drain(sub *nats.Subscription, ch <-chan *nats.Msg, got []arriva
 	a.mu.Lock()
 	a.pulls++
 	a.drains++
+	a.reserved += left
 	a.mu.Unlock()
 	for _, g := range got {
-		d.keep(g.msg, g.at)
+		d.keep(g.msg, g.at, false)
 	}
 	go func() {
 		defer func() {
@@ -235,6 +305,7 @@ func (d *Driver) drain(sub *nats.Subscription, ch <-chan *nats.Msg, got []arriva
 			a.mu.Lock()
 			a.pulls--
 			a.drains--
+			a.reserved -= left
 			a.signal()
 			a.mu.Unlock()
 		}()
@@ -244,7 +315,7 @@ func (d *Driver) drain(sub *nats.Subscription, ch <-chan *nats.Msg, got []arriva
 			select {
 			case m := <-ch:
 				if isDelivery(m) {
-					d.keep(m, time.Now())
+					d.keep(m, time.Now(), true)
 					left--
 				} else if over, _ := d.status(m); over {
 					return
@@ -256,21 +327,27 @@ func (d *Driver) drain(sub *nats.Subscription, ch <-chan *nats.Msg, got []arriva
 	}()
 }
 
-// keep makes a message that arrived at time at wait in the driver.
-func (d *Driver) keep(rm *nats.Msg, at time.Time) {
+// keep makes a message that arrived at time at wait in the driver;
+// reserved says it was counted in ah.reserved, which it leaves.
+func (d *Driver) keep(rm *nats.Msg, at time.Time, reserved bool) {
 	m := d.track(rm, at, unleased)
-	if m == nil {
-		return
-	}
 	a := &d.ah
 	a.mu.Lock()
-	defer a.mu.Unlock()
+	if reserved {
+		a.reserved--
+	}
+	if m == nil {
+		a.mu.Unlock()
+		return
+	}
 	if a.closed {
+		a.mu.Unlock()
 		d.giveBack(m)
 		return
 	}
 	a.msgs = append(a.msgs, m)
 	a.signal()
+	a.mu.Unlock()
 }
 
 // fromAhead serves Receive from the request sent ahead and the requests
@@ -280,11 +357,11 @@ func (d *Driver) keep(rm *nats.Msg, at time.Time) {
 func (d *Driver) fromAhead(ctx context.Context, maxMessages int, lease time.Duration) (out []*triggers.Message, used bool, err error) {
 	a := &d.ah
 	a.mu.Lock()
-	if !a.open && a.drains == 0 && len(a.msgs) == 0 {
+	if !a.open() && a.drains == 0 && len(a.msgs) == 0 {
 		a.mu.Unlock()
 		return nil, false, nil
 	}
-	err = a.await(ctx, d.done, func() bool { return len(a.msgs) > 0 || !a.open && a.drains == 0 })
+	err = a.await(ctx, d.done, func() bool { return len(a.msgs) > 0 || !a.open() && a.drains == 0 })
 	if errors.Is(err, errStopped) || err == nil && d.isClosed() {
 		err = d.closedErr("receive from") // Close gives back what waits
 	}
@@ -341,9 +418,12 @@ func (d *Driver) giveBack(m *triggers.Message) {
 func (d *Driver) closeAhead() {
 	a := &d.ah
 	a.mu.Lock()
-	_ = a.await(context.Background(), nil, func() bool { return !a.open && a.pulls == 0 })
+	_ = a.await(context.Background(), nil, func() bool { return !a.open() && a.pulls == 0 })
 	a.closed = true
-	a.finish()
+	a.endAll()
+	if a.sub != nil {
+		_ = a.sub.Unsubscribe()
+	}
 	waiting := a.msgs
 	a.msgs = nil
 	a.mu.Unlock()

@@ -14,10 +14,9 @@ import (
 
 // delivery is one delivery of a message to this driver, and its lease.
 type delivery struct {
-	d       *Driver
-	msg     *nats.Msg
-	seq     uint64
-	pending uint64 // messages the consumer had not yet delivered when this one was sent
+	d   *Driver
+	msg *nats.Msg
+	seq uint64
 
 	mu       sync.Mutex
 	state    int

@@ -12,33 +12,42 @@
 // Term and NumDelivered are reachable only through As, headers are
 // URL-unescaped on receive, and dial errors quote the URL with credentials.
 // This package uses nats.go directly: pull requests it controls, nothing
-// buffered beyond MaxAckPending and nothing left to expire in a buffer,
+// buffered beyond Prefetch and nothing left to expire in a buffer,
 // broker-native NumDelivered, NakWithDelay, InProgress and Term, and
 // acknowledgements that wait for the server's reply.
 //
 // # Semantics
 //
-//   - Receive sends one pull request {batch, expires, no_wait} and reads it to
-//     its end: the server answers at once with what is available, or waits up
-//     to ReceiveWait (2 s) for the first message. At most min(max, Prefetch)
-//     messages are returned; the consumer's MaxAckPending is Prefetch, so the
-//     server never lets this durable (all its workers together) hold more
-//     unacknowledged messages. Messages retried with a delay stay "pending"
-//     on the server until redelivered and count against MaxAckPending.
+//   - Receive, with nothing waiting in the driver and no backlog (see
+//     pulling ahead), sends one pull request {batch, expires, no_wait} and
+//     reads it to its end: the server answers at once with what is
+//     available, or waits up to ReceiveWait (2 s) for the first message. At most min(max, Prefetch)
+//     messages are returned. Prefetch bounds each driver: its pull requests
+//     never ask for more than Prefetch less what it holds (handed out or
+//     waiting) and what its open requests may still deliver. The consumer's
+//     MaxAckPending is consumer-wide (all workers together, and messages
+//     retried with a delay, which stay "pending" on the server until
+//     redelivered): DefaultMaxAckPending (10000) unless max_ack_pending=
+//     says otherwise (see Options.MaxAckPending), so N workers hold up to
+//     N × Prefetch.
 //     When ctx ends (or Close is called) while Receive waits, it returns at
 //     once; its request, which cannot be withdrawn, is read to its end in
 //     the background, and what it delivers waits in the driver, as messages
 //     pulled ahead do (below), for the next Receive.
-//   - Pulling ahead: when Receive returns a full batch and the server said
-//     more messages were waiting, the driver at once sends a request for
-//     Prefetch more (waiting up to 500 ms), which the server fills as
-//     acknowledgements free MaxAckPending slots; the next Receive returns
-//     those without a round trip. Such a message waits in the driver with
-//     InProgress sent every AckWait/2 (so it is not redelivered and its
-//     NumDelivered does not grow), and its lease starts when Receive hands
-//     it out. Close waits for that request to end, then Naks what is still
-//     waiting, so another worker gets it at once (with NumDelivered one
-//     more). A backlog therefore flows without a gap between batches.
+//   - Pulling ahead: while the consumer has a backlog (the last delivery
+//     said more were waiting), the driver keeps pull requests (each
+//     waiting up to 500 ms) open for its remaining room: from Receive when
+//     nothing waits, and as settlements free a quarter of Prefetch. A
+//     message counts as freed once its settlement is sent: the request for
+//     its room goes out just before, so the two round trips overlap (a
+//     settlement that fails leaves the driver one over until that
+//     message's lease ends). The next Receive returns what arrived without
+//     a round trip. Such a message waits in the driver with InProgress sent
+//     every AckWait/2 (so it is not redelivered and its NumDelivered does
+//     not grow), and its lease starts when Receive hands it out. Close
+//     waits for the requests to end, then Naks what is still waiting, so
+//     another worker gets it at once (with NumDelivered one more). A
+//     backlog therefore flows without a gap between batches.
 //   - ID is the Nats-Msg-Id header when the message has one, else the stream
 //     sequence in decimal. DequeueCount is the server's NumDelivered, which
 //     survives restarts and is shared by all workers. InsertionTime is the
@@ -88,8 +97,10 @@
 //     subject) capturing the filter subject, or the stream name when there
 //     is no filter subject. The durable consumer is created
 //     (explicit ack, MaxDeliver unlimited: the runtime decides when to poison)
-//     or updated (AckWait, MaxAckPending) on the first Receive, and again
-//     after the server reports it missing. An existing consumer must be a
+//     or updated (AckWait; MaxAckPending when max_ack_pending= is given, or
+//     raised to the default when lower, as older drivers set it to one
+//     worker's Prefetch) on the first Receive, and again after the server
+//     reports it missing. An existing consumer must be a
 //     pull consumer with explicit ack, the same filter subject and no BackOff.
 //   - Drivers, publishers and poison administrations opened on the same
 //     server URL share one connection, counted: the last Close closes it.

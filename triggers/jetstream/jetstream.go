@@ -50,10 +50,12 @@ type Driver struct {
 	source   string // "<stream>/<consumer>"
 	nextSubj string // the consumer's pull request subject
 
-	setupMu sync.Mutex // serialises consumer set-up (held across API calls)
-	ready   atomic.Bool
-	ackWait atomic.Int64 // the consumer's AckWait (ns), once set up
-	maxAge  atomic.Int64 // the stream's MaxAge (ns)
+	setupMu  sync.Mutex // serialises consumer set-up (held across API calls)
+	ready    atomic.Bool
+	ackWait  atomic.Int64 // the consumer's AckWait (ns), once set up
+	maxAge   atomic.Int64 // the stream's MaxAge (ns)
+	backlog  atomic.Bool  // the last delivery said more messages were waiting
+	settling atomic.Int64 // settlements being sent (settleReply)
 
 	poisonMu    sync.Mutex
 	poisonReady bool
@@ -86,8 +88,9 @@ var (
 // NATS_SERVER_URL when o.Connection is empty; drivers, publishers and
 // poison administrations on the same server URL share one connection. o.PoisonName
 // overrides the default poison subject (it may not contradict poison=),
-// o.Prefetch becomes MaxAckPending and o.CreateIfMissing creates a missing
-// stream.
+// o.Prefetch bounds what this driver holds (Options.Prefetch; the
+// consumer's MaxAckPending is max_ack_pending=, Options.MaxAckPending) and
+// o.CreateIfMissing creates a missing stream.
 func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Driver, error) {
 	opts, server, setting, err := resolveURL(u, o)
 	if err != nil {

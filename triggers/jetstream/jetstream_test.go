@@ -256,48 +256,6 @@ func TestDeadLetterLoop(t *testing.T) {
 	}
 }
 
-// TestMaxAckPending checks that the server holds this durable (all its
-// workers) to Prefetch unacknowledged messages.
-func TestMaxAckPending(t *testing.T) {
-	t.Parallel()
-	ctx := ctxFor(t)
-	f := jstest.NewFixture(ctx, t)
-	o := f.Options()
-	o.Prefetch = 3
-	d1, d2 := f.Open(ctx, t, o), f.Open(ctx, t, o)
-	for range 6 {
-		send(t, f, "m", nil)
-	}
-	held := receiveN(t, d1, 3, 30*time.Second, 10*time.Second)
-	if ms, err := d1.Receive(ctx, 10, 30*time.Second); err != nil || len(ms) != 0 {
-		t.Fatalf("worker 1 beyond MaxAckPending: %d messages, %v; want none", len(ms), err)
-	}
-	if ms, err := d2.Receive(ctx, 10, 30*time.Second); err != nil || len(ms) != 0 {
-		t.Fatalf("worker 2 beyond MaxAckPending: %d messages, %v; want none", len(ms), err)
-	}
-	ci, err := f.ConsumerInfo(ctx, d1.Consumer())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if ci.Config.MaxAckPending != 3 || ci.NumAckPending != 3 {
-		t.Errorf("consumer: MaxAckPending %d, %d ack pending; want 3, 3", ci.Config.MaxAckPending, ci.NumAckPending)
-	}
-	if err := d1.Complete(ctx, held[0]); err != nil {
-		t.Fatal(err)
-	}
-	more := receiveN(t, d2, 1, 30*time.Second, 10*time.Second)
-	for _, m := range append(held[1:], more...) {
-		d := triggers.Driver(d1)
-		if slices.Contains(more, m) {
-			d = d2
-		}
-		if err := d.Complete(ctx, m); err != nil {
-			t.Errorf("Complete: %v", err)
-		}
-	}
-	receiveN(t, d2, 2, 30*time.Second, 10*time.Second)
-}
-
 // TestExtendLease checks that a lease extended beyond AckWait holds, both
 // with one long extension (kept by the driver's InProgress) and with the
 // runtime's pattern of short renewals.
@@ -392,8 +350,9 @@ func TestLeaseLostElsewhere(t *testing.T) {
 }
 
 // TestExistingConsumer: an existing durable keeps its AckWait (unless
-// Options.AckWait is set) and gets MaxAckPending = Prefetch; an unusable
-// one is refused with a clear error.
+// Options.AckWait is set) and its MaxAckPending is raised to the default
+// (TestMaxAckPendingOption has the rest); an unusable one is refused with
+// a clear error.
 func TestExistingConsumer(t *testing.T) {
 	t.Parallel()
 	ctx := ctxFor(t)
@@ -412,8 +371,8 @@ func TestExistingConsumer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if ci.Config.AckWait != time.Minute || ci.Config.MaxAckPending != jetstream.DefaultPrefetch {
-		t.Errorf("updated consumer: AckWait %v MaxAckPending %d; want 1m, %d", ci.Config.AckWait, ci.Config.MaxAckPending, jetstream.DefaultPrefetch)
+	if ci.Config.AckWait != time.Minute || ci.Config.MaxAckPending != jetstream.DefaultMaxAckPending {
+		t.Errorf("updated consumer: AckWait %v MaxAckPending %d; want 1m, %d", ci.Config.AckWait, ci.Config.MaxAckPending, jetstream.DefaultMaxAckPending)
 	}
 	o := f.Options()
 	o.AckWait = 5 * time.Second
@@ -478,7 +437,7 @@ func TestCreateIfMissing(t *testing.T) {
 		t.Fatalf("consumer was not created: %v", err)
 	}
 	cc := c.CachedInfo().Config
-	if cc.AckPolicy != natsjs.AckExplicitPolicy || cc.AckWait != 3*time.Second || cc.MaxAckPending != 5 || cc.FilterSubject != subject || cc.MaxDeliver != -1 {
+	if cc.AckPolicy != natsjs.AckExplicitPolicy || cc.AckWait != 3*time.Second || cc.MaxAckPending != jetstream.DefaultMaxAckPending || cc.FilterSubject != subject || cc.MaxDeliver != -1 {
 		t.Errorf("created consumer: %+v", cc)
 	}
 	if _, err := f.JS.Publish(ctx, subject, []byte("hello")); err != nil {
@@ -754,6 +713,9 @@ func TestOpenURL(t *testing.T) {
 		{"nats://orders?stream=S&poison=p.*", triggers.OpenOptions{Lookup: lookup}, "wildcards"},
 		{"nats://orders?stream=S&poison=p", triggers.OpenOptions{Lookup: lookup, PoisonName: "q"}, "contradicts"},
 		{"nats://orders?stream=S", triggers.OpenOptions{Lookup: lookup, Prefetch: -1}, "negative"},
+		{"nats://orders?stream=S&max_ack_pending=0", triggers.OpenOptions{Lookup: lookup}, "max_ack_pending=0"},
+		{"nats://orders?stream=S&max_ack_pending=-2", triggers.OpenOptions{Lookup: lookup}, "max_ack_pending=-2"},
+		{"nats://orders?stream=S&max_ack_pending=many", triggers.OpenOptions{Lookup: lookup}, "max_ack_pending=many"},
 		{"nats://orders?stream=S", triggers.OpenOptions{}, `app setting "NATS_SERVER_URL" is not set`},
 		{"nats://orders?stream=S", triggers.OpenOptions{Lookup: lookup, Connection: "MY_NATS"}, `app setting "MY_NATS" is not set`},
 	} {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -15,9 +16,16 @@ const (
 	// the server URL when the trigger names no connection; gocloud's
 	// natspubsub reads the same variable.
 	ServerURLSetting = "NATS_SERVER_URL"
-	// DefaultPrefetch is MaxAckPending when OpenOptions.Prefetch and
+	// DefaultPrefetch is a driver's Prefetch when OpenOptions.Prefetch and
 	// Options.Prefetch are zero.
 	DefaultPrefetch = 16
+	// DefaultMaxAckPending is the consumer's MaxAckPending when
+	// Options.MaxAckPending is zero: room for many workers of Prefetch
+	// each and for messages waiting out a retry delay.
+	DefaultMaxAckPending = 10000
+	// NoMaxAckPending as Options.MaxAckPending (max_ack_pending=-1) sets
+	// no server limit.
+	NoMaxAckPending = -1
 	// DefaultReceiveWait is how long Receive waits for a first message.
 	DefaultReceiveWait = 2 * time.Second
 	// MinAckWait is the shortest AckWait the driver sets on a consumer.
@@ -57,10 +65,17 @@ type Options struct {
 	// "<Stream>-poison"; no poison subject at all when that base name
 	// already ends in "-poison".
 	PoisonSubject string
-	// Prefetch is the consumer's MaxAckPending: the most messages the
-	// server lets this durable consumer (all its workers together) hold
-	// unacknowledged. Zero means DefaultPrefetch.
+	// Prefetch is the most messages this driver holds unacknowledged
+	// (handed out, pulled ahead or requested); its pull requests keep to
+	// it. Zero means DefaultPrefetch.
 	Prefetch int
+	// MaxAckPending is set on the consumer: the most messages the server
+	// lets all its workers together hold unacknowledged, messages waiting
+	// out a retry delay included. Zero means DefaultMaxAckPending, set on
+	// a consumer the driver creates and on an existing one with a lower
+	// limit (one a higher limit or none keeps it); any other value
+	// (NoMaxAckPending: no limit) is set on the consumer as it is.
+	MaxAckPending int
 	// AckWait is set on the consumer. Zero means: a consumer the driver
 	// creates gets the lease of the first Receive (at least MinAckWait),
 	// which is what the runtime passes every time, so the server's
@@ -104,6 +119,9 @@ func (o Options) normalize() (Options, error) {
 	}
 	if o.Prefetch == 0 {
 		o.Prefetch = DefaultPrefetch
+	}
+	if o.MaxAckPending < NoMaxAckPending {
+		return o, fmt.Errorf("max_ack_pending %d is neither positive nor -1 (no limit)", o.MaxAckPending)
 	}
 	if o.AckWait < 0 || o.ReceiveWait < 0 {
 		return o, fmt.Errorf("negative AckWait or ReceiveWait")
@@ -194,16 +212,17 @@ func subjectMatches(pat, subj string) bool {
 }
 
 // URL query parameters understood by OptionsFromURL.
-var urlParams = []string{"stream", "consumer", "subject", "poison"}
+var urlParams = []string{"stream", "consumer", "subject", "poison", "max_ack_pending"}
 
 // OptionsFromURL reads a trigger URL:
 //
-//	nats://<subject>?stream=S[&consumer=C][&poison=P]
-//	nats://<stream>[?subject=X][&consumer=C][&poison=P]
+//	nats://<subject>?stream=S[&consumer=C][&poison=P][&max_ack_pending=N]
+//	nats://<stream>[?subject=X][&consumer=C][&poison=P][&max_ack_pending=N]
 //
 // With stream=, the URL's host is the filter subject; without it, the host
 // is the stream and subject= (optional) the filter subject. The host is
-// used as written (not lower-cased). The URL holds no server address or
+// used as written (not lower-cased). max_ack_pending= is
+// Options.MaxAckPending (-1: no limit). The URL holds no server address or
 // credentials: those come from app settings (see OpenURL).
 func OptionsFromURL(u *url.URL) (Options, error) {
 	o, err := parseURL(u)
@@ -241,6 +260,13 @@ func parseURL(u *url.URL) (Options, error) {
 		}
 	}
 	o.Consumer, o.PoisonSubject = q.Get("consumer"), q.Get("poison")
+	if v := q.Get("max_ack_pending"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n == 0 || n < NoMaxAckPending {
+			return o, fmt.Errorf("URL %q: max_ack_pending=%s is neither a positive number nor -1 (no limit)", u.Redacted(), v)
+		}
+		o.MaxAckPending = n
+	}
 	if s := q.Get("stream"); s != "" {
 		if q.Has("subject") {
 			return o, fmt.Errorf("URL %q: with stream=, the host is the subject; drop subject=", u.Redacted())

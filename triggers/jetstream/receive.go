@@ -14,7 +14,9 @@ import (
 
 // Receive returns up to min(maxMessages, Prefetch) messages, each leased
 // for lease. It waits up to ReceiveWait (shortened to fit ctx's deadline)
-// for the first message and returns as soon as any are available. When
+// for the first message and returns as soon as any are available. It
+// never lets the driver hold more than Prefetch: when the driver already
+// does, it waits (up to ReceiveWait) for a settlement to make room. When
 // ctx ends (or the driver is closed) while it waits, it returns at once
 // with ctx's error (or one wrapping triggers.ErrClosed); its pull request
 // cannot be withdrawn, so it is read to its end in the background, and
@@ -44,29 +46,35 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		}
 		return nil, err
 	}
-	if out, used, err := d.fromAhead(ctx, maxMessages, lease); used {
-		if err == nil {
-			d.maybeAhead(out, maxMessages, lease)
+	roomBy := time.Now().Add(d.opts.ReceiveWait)
+	var n int
+	for {
+		if out, used, err := d.fromAhead(ctx, maxMessages, lease); used {
+			if err == nil && len(out) > 0 {
+				d.refill()
+			}
+			return out, err
 		}
-		return out, err
+		var again bool
+		var err error
+		if n, again, err = d.reserve(ctx, min(maxMessages, d.opts.Prefetch), roomBy); err != nil {
+			return nil, err
+		}
+		if !again {
+			break
+		}
 	}
-	if !d.ah.enter() {
-		return nil, d.closedErr("receive from")
+	if n == 0 {
+		return nil, nil // no room came within ReceiveWait
 	}
 	defer d.ah.leave() // Close waits: the connection outlives a Nak below
-	if d.isClosed() {
-		return nil, d.closedErr("receive from")
-	}
 	limit := d.opts.ReceiveWait + 2*expiryGap
 	if dl, ok := ctx.Deadline(); ok {
 		limit = min(limit, time.Until(dl)-pullGrace)
 	}
 	now := time.Now()
 	wait := pullExpiry(now, min(d.opts.ReceiveWait, limit), limit, d.redeliveries(now))
-	raw, err := d.pull(ctx, min(maxMessages, d.opts.Prefetch), wait)
-	if len(raw) == 0 {
-		return nil, d.scrub(err)
-	}
+	raw, err := d.pull(ctx, n, wait)
 	// With messages in hand, a late error (the connection dropped at the
 	// end of the request) recurs on the next Receive.
 	out := make([]*triggers.Message, 0, len(raw))
@@ -74,6 +82,10 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		if m := d.track(a.msg, a.at, lease); m != nil {
 			out = append(out, m)
 		}
+	}
+	d.ah.unreserve(n) // what came is held now; a drain reserved the rest
+	if len(raw) == 0 {
+		return nil, d.scrub(err)
 	}
 	if d.isClosed() {
 		for _, m := range out {
@@ -88,8 +100,75 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 		}
 		return nil, err
 	}
-	d.maybeAhead(out, maxMessages, lease)
+	d.refill()
 	return out, nil
+}
+
+// reserve counts a Receive that is to send a pull request for up to want
+// messages (Close waits for leave) and returns how many it may ask for:
+// want, or less to keep the driver within Prefetch. When the driver has no
+// room it waits until by for a change; n is 0 when none came. again
+// reports that requests sent ahead or drained are open, or messages wait
+// (with a backlog it sends a request ahead itself): the caller serves
+// itself from those (fromAhead).
+func (d *Driver) reserve(ctx context.Context, want int, by time.Time) (n int, again bool, err error) {
+	a := &d.ah
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for {
+		switch {
+		case a.closed || d.isClosed():
+			return 0, false, d.closedErr("receive from")
+		case ctx.Err() != nil:
+			return 0, false, ctx.Err()
+		case a.open() || a.drains > 0 || len(a.msgs) > 0:
+			return 0, true, nil
+		}
+		if d.refillLocked(1); a.open() {
+			return 0, true, nil // a backlog: through the request sent ahead
+		}
+		if room := d.budget(); room > 0 {
+			n = min(want, room)
+			a.reserved += n
+			a.pulls++
+			return n, false, nil
+		}
+		left := time.Until(by)
+		if left <= 0 {
+			return 0, false, nil
+		}
+		if a.changed == nil {
+			a.changed = make(chan struct{})
+		}
+		ch := a.changed
+		a.waiting++
+		a.mu.Unlock()
+		t := time.NewTimer(left)
+		select {
+		case <-ch:
+		case <-t.C:
+		case <-ctx.Done():
+		case <-d.done:
+		}
+		t.Stop()
+		a.mu.Lock()
+		a.waiting--
+	}
+}
+
+// unreserve gives back what reserve granted once its request is over.
+func (a *ahead) unreserve(n int) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.reserved -= n
+}
+
+// leave ends what reserve began.
+func (a *ahead) leave() {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.pulls--
+	a.signal()
 }
 
 // expiryGap is how far a pull request's expiry is kept from a redelivery
@@ -255,7 +334,8 @@ func (d *Driver) track(rm *nats.Msg, start time.Time, lease time.Duration) *trig
 	if err != nil {
 		return nil // cannot happen for a $JS.ACK reply; redelivered after AckWait
 	}
-	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, pending: meta.NumPending, lease: lease, deadline: start.Add(lease)}
+	d.backlog.Store(meta.NumPending > 0)
+	dl := &delivery{d: d, msg: rm, seq: meta.Sequence.Stream, lease: lease, deadline: start.Add(lease)}
 	dl.touch(start)
 	id := rm.Header.Get(HeaderMsgID)
 	if id == "" {

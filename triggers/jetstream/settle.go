@@ -21,7 +21,7 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 		return err
 	}
 	defer dl.mu.Unlock()
-	if err := d.reply(ctx, dl, ackAck); err != nil {
+	if err := d.settleReply(ctx, dl, ackAck); err != nil {
 		return d.msgErr("complete", m, err)
 	}
 	dl.settle()
@@ -29,8 +29,8 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 }
 
 // Retry Naks the message, with the given delay when it is positive. The
-// message stays pending on the server (counting against MaxAckPending)
-// until it is redelivered.
+// message stays pending on the server (counting against the consumer's
+// MaxAckPending, not this driver's Prefetch) until it is redelivered.
 func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Duration) error {
 	dl, err := d.hold(m, "retry")
 	if err != nil {
@@ -42,7 +42,7 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 		body = fmt.Appendf(nil, `-NAK {"delay":%d}`, delay.Nanoseconds())
 	}
 	sent := time.Now()
-	if err := d.reply(ctx, dl, body); err != nil {
+	if err := d.settleReply(ctx, dl, body); err != nil {
 		return d.msgErr("retry", m, err)
 	}
 	dl.settle()
@@ -108,7 +108,7 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 		return "", d.scrub(fmt.Errorf("jetstream: dead-letter message %s from %s: publish to %q: %w (the message was left in place)", m.ID, d.source, d.opts.PoisonSubject, err))
 	}
 	pid := cp.Header.Get(HeaderMsgID)
-	if err := d.reply(ctx, dl, ackTerm); err != nil {
+	if err := d.settleReply(ctx, dl, ackTerm); err != nil {
 		return pid, d.msgErr("terminate (after copying it to "+d.opts.PoisonSubject+")", m, err)
 	}
 	dl.settle()
@@ -176,6 +176,17 @@ func (d *Driver) reply(ctx context.Context, dl *delivery, body []byte) error {
 		return fmt.Errorf("%w (the consumer no longer exists)", triggers.ErrLeaseLost)
 	}
 	return err
+}
+
+// settleReply sends a settlement (reply) for a delivery that then no
+// longer counts against Prefetch: the request for its room (refill) goes
+// out first, so that it overlaps the settlement's round trip. dl.mu is
+// held.
+func (d *Driver) settleReply(ctx context.Context, dl *delivery, body []byte) error {
+	d.settling.Add(1)
+	defer d.settling.Add(-1)
+	d.refill()
+	return d.reply(ctx, dl, body)
 }
 
 // withTimeout bounds ctx by opTimeout when it has no deadline of its own.

@@ -54,7 +54,7 @@ func (d *Driver) setup(ctx context.Context, lease time.Duration) error {
 			MaxDeliver:    -1,
 			FilterSubject: d.opts.Subject,
 			ReplayPolicy:  natsjs.ReplayInstantPolicy,
-			MaxAckPending: d.opts.Prefetch,
+			MaxAckPending: d.maxAckPending(0),
 		})
 	case err == nil:
 		cfg := c.CachedInfo().Config
@@ -64,8 +64,8 @@ func (d *Driver) setup(ctx context.Context, lease time.Duration) error {
 		if d.opts.AckWait == 0 {
 			ackWait = cfg.AckWait
 		}
-		if cfg.AckWait != ackWait || cfg.MaxAckPending != d.opts.Prefetch {
-			cfg.AckWait, cfg.MaxAckPending = ackWait, d.opts.Prefetch
+		if pending := d.maxAckPending(cfg.MaxAckPending); cfg.AckWait != ackWait || cfg.MaxAckPending != pending {
+			cfg.AckWait, cfg.MaxAckPending = ackWait, pending
 			_, err = d.js.UpdateConsumer(ctx, d.opts.Stream, cfg)
 		}
 	}
@@ -78,6 +78,21 @@ func (d *Driver) setup(ctx context.Context, lease time.Duration) error {
 	d.ackWait.Store(int64(ackWait))
 	d.ready.Store(true)
 	return nil
+}
+
+// maxAckPending is the MaxAckPending the consumer should have, given its
+// current one (0 for a consumer not yet created): Options.MaxAckPending
+// when set, else DefaultMaxAckPending unless the current limit is higher
+// or there is none. The limit is consumer-wide; Prefetch, which bounds
+// this driver alone, is kept by its pull requests.
+func (d *Driver) maxAckPending(current int) int {
+	switch {
+	case d.opts.MaxAckPending != 0:
+		return d.opts.MaxAckPending
+	case current < 0 || current > DefaultMaxAckPending:
+		return current
+	}
+	return DefaultMaxAckPending
 }
 
 // compatible checks an existing consumer's configuration.

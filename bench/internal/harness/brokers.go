@@ -138,7 +138,7 @@ func (r *rabbit) declare(name string) error {
 
 // deleteQueues deletes name and the companions jobhost may have made.
 func (r *rabbit) deleteQueues(name string) {
-	for _, n := range []string{name, name + "-retry", name + "-poison"} {
+	for _, n := range []string{name, name + "-retry", name + "-retry-q", name + "-poison"} {
 		ch, err := r.conn.Channel()
 		if err != nil {
 			return

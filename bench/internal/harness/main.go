@@ -39,29 +39,32 @@ type counts struct {
 	openLoop, idle           time.Duration
 	hosts                    []int
 	scaleRabbit, scaleAzure  int64
+	scaleNATS                int64
+	natsHosts                []int // NATS scale-out (f3): cheap enough for 4 in quick too
 }
 
 // defaultBT keeps every jobhost host at 16 messages in flight: a poll asks
 // for batchSize and the next poll is made when in-flight work is at or below
 // newBatchThreshold, so at most batchSize + newBatchThreshold run; drivers
 // whose Receive returns one message (mem://) reach 16 with threshold 15. For
-// RabbitMQ and NATS the broker-side bound (prefetch, MaxAckPending) is
-// batchSize + newBatchThreshold as well. Among the splits of 16 a sweep
+// RabbitMQ the broker-side bound (prefetch) is batchSize + newBatchThreshold
+// as well; the NATS driver keeps to it with its own pull requests (its
+// consumer's MaxAckPending is consumer-wide). Among the splits of 16 a sweep
 // (16/0, 8/8, 4/12, 1/15; docs/performance.md) found 4/12 best on RabbitMQ
 // and, since its driver pulls ahead, on NATS too (16/0 waits for the
 // slowest acknowledgement of each batch; small polls keep 16 in flight).
 var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue": {8, 8}, "rabbit": {4, 12}, "nats": {4, 12}}
 
 var (
-	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000}
-	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500}
+	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}}
+	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}}
 )
 
 // Main runs the benchmark; it returns the exit status.
 func Main(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	q := fs.Bool("quick", false, "reduced counts (make bench-quick)")
-	scen := fs.String("scenarios", "a,b,c,d,e,f", "scenarios to run (comma-separated: a..f)")
+	scen := fs.String("scenarios", "a,b,c,d,e,f", "scenarios to run (comma-separated: a..f; f3 alone is f's NATS part)")
 	out := fs.String("out", "results/latest.json", "where to write the JSON results (a .md table goes beside it)")
 	root := fs.String("root", "", "the jobhost module root (default: the nearest parent of the working directory with node_modules/.bin/azurite-queue)")
 	rabbitURL := fs.String("rabbit", envOr("RABBIT_SERVER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ server URL")
@@ -133,10 +136,11 @@ func Main(args []string) int {
 		{"c", b.scenarioRabbit},
 		{"d", b.scenarioNATS},
 		{"e", b.scenarioLatency},
-		{"f", b.scenarioScaleOut},
+		{"f", func() []*Scenario { return append(b.scenarioScaleOut(), b.scenarioScaleOutNATS()) }},
+		{"f3", func() []*Scenario { return []*Scenario{b.scenarioScaleOutNATS()} }},
 	}
 	for _, st := range steps {
-		if !b.only[st.id] {
+		if !b.only[st.id] || st.id == "f3" && b.only["f"] {
 			continue
 		}
 		t := time.Now()
