@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -147,6 +148,7 @@ func (l *listener) releaseOne(ctx context.Context, m *triggers.Message, why stri
 // could not be deleted, so that a redelivery is deleted, not copied again.
 // It keeps the last poisonedMax ids.
 type poisonedSet struct {
+	n     atomic.Int32 // len(ids): most hosts never have one, and look without the lock
 	mu    sync.Mutex
 	ids   map[string]struct{}
 	order []string
@@ -169,9 +171,13 @@ func (p *poisonedSet) add(id string) {
 	}
 	p.ids[id] = struct{}{}
 	p.order = append(p.order, id)
+	p.n.Store(int32(len(p.ids)))
 }
 
 func (p *poisonedSet) has(id string) bool {
+	if p.n.Load() == 0 {
+		return false
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	_, ok := p.ids[id]
@@ -191,4 +197,5 @@ func (p *poisonedSet) remove(id string) {
 			break
 		}
 	}
+	p.n.Store(int32(len(p.ids)))
 }
