@@ -111,6 +111,7 @@ func (l *listener) worker() {
 type workerState struct {
 	renewal *renewal
 	settle  *boundCtx
+	views   viewSlab
 }
 
 func (l *listener) newWorker() *workerState {
@@ -287,7 +288,7 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	// The function gets a copy of its own: renewal and settlement change
 	// the driver's m while it runs, and its body must not alias the
 	// broker's bytes or the poison copy's.
-	view := m.Clone()
+	view := w.views.clone(m)
 	payload, decodeErr := q.MessageEncoding.Decode(view.Body)
 	switch err := decodeErr; {
 	case int(m.DequeueCount) > l.attempts():
