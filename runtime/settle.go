@@ -78,15 +78,17 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 	ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 	defer cancel()
 	poisonID, err := l.drv.DeadLetter(ctx, m, reason.Error())
+	moved := func(extra ...zap.Field) []zap.Field {
+		return append([]zap.Field{zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
+			zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error())}, extra...)
+	}
 	if err != nil && (poisonID != "" || errors.Is(err, triggers.ErrNotRemoved)) {
-		fields := []zap.Field{zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
-			zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error())}
 		if cerr := l.drv.Complete(ctx, m); cerr != nil {
 			l.poisoned.add(m.ID)
 			l.log.Error("message copied to poison queue, but the original could not be deleted: it will be delivered again, and this host then deletes it without running it",
-				append(fields, zap.NamedError("deleteError", err), zap.NamedError("secondDeleteError", cerr))...)
+				moved(zap.NamedError("deleteError", err), zap.NamedError("secondDeleteError", cerr))...)
 		} else {
-			l.log.Warn("message moved to poison queue (the original was deleted on the second try)", append(fields, zap.NamedError("firstDeleteError", err))...)
+			l.log.Warn("message moved to poison queue (the original was deleted on the second try)", moved(zap.NamedError("firstDeleteError", err))...)
 		}
 		l.wakePoisonQueue()
 		return OutcomePoisoned
@@ -100,9 +102,7 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 		return OutcomeFailed
 	}
 	l.wakePoisonQueue()
-	l.log.Warn("message moved to poison queue",
-		zap.String("invocationId", id), zap.String("messageId", m.ID), zap.String("poisonQueue", l.drv.PoisonDestination()),
-		zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error()))
+	l.log.Warn("message moved to poison queue", moved()...)
 	return OutcomePoisoned
 }
 

@@ -6,8 +6,8 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 )
 
-// viewSlab makes the copies of messages that functions get (what
-// triggers.Message.Clone makes) out of slabs a worker allocates a few at a
+// viewSlab makes the copies of messages that functions get (body and
+// properties copied, no DriverData) out of slabs a worker allocates a few at a
 // time, instead of two allocations per message: a function that keeps its
 // message keeps its slab alive, which costs a few kilobytes at most.
 // Copies never share bytes: each body is a full slice of its own range.

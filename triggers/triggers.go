@@ -10,10 +10,8 @@
 package triggers
 
 import (
-	"bytes"
 	"context"
 	"errors"
-	"maps"
 	"net/url"
 	"time"
 )
@@ -24,9 +22,9 @@ import (
 // The driver's *Message is the driver's: the fields it changes while the
 // message is in flight (PopReceipt, NextVisibleTime, DriverData) change only
 // in ExtendLease, Retry, Complete and DeadLetter, which the runtime never
-// calls concurrently for one message. A function gets a Clone made at
-// delivery, which nothing changes: its PopReceipt and NextVisibleTime are
-// those of the delivery.
+// calls concurrently for one message. A function gets a copy made at
+// delivery (body and properties copied, no DriverData), which nothing
+// changes: its PopReceipt and NextVisibleTime are those of the delivery.
 type Message struct {
 	// ID is the broker's message id.
 	ID string
@@ -54,17 +52,6 @@ type Message struct {
 
 	// DriverData is private to the driver that produced the message.
 	DriverData any
-}
-
-// Clone returns a deep copy of m without DriverData: the body and the
-// properties are copies, so the copy's reader shares nothing with the
-// driver's message. The runtime hands functions a clone.
-func (m *Message) Clone() *Message {
-	c := *m
-	c.Body = bytes.Clone(m.Body)
-	c.Properties = maps.Clone(m.Properties)
-	c.DriverData = nil
-	return &c
 }
 
 // Text returns the raw message text (Body as a string).
