@@ -98,7 +98,7 @@ func OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.
 	}
 	d, err := Open(ctx, server, opts)
 	if err != nil {
-		return nil, fmt.Errorf("%w (server URL from app setting %q)", err, setting)
+		return nil, fromSetting(err, setting)
 	}
 	return d, nil
 }
@@ -127,6 +127,27 @@ func resolveURL(u *url.URL, o triggers.OpenOptions) (opts Options, server, setti
 		return opts, "", "", fmt.Errorf("jetstream: no NATS server URL for %s: app setting %q is not set (it holds nats://host:4222)", u.Redacted(), setting)
 	}
 	return opts, server, setting, nil
+}
+
+// resolveOpen is resolveURL with the Options normalized, for the openers
+// that do not go through Open (publishers, poison administrations).
+func resolveOpen(ctx context.Context, u *url.URL, o triggers.OpenOptions) (opts Options, server, setting string, err error) {
+	if err := ctx.Err(); err != nil {
+		return opts, "", "", err
+	}
+	if opts, server, setting, err = resolveURL(u, o); err != nil {
+		return opts, "", "", err
+	}
+	if opts, err = opts.normalize(); err != nil {
+		return opts, "", "", fmt.Errorf("jetstream: %w", err)
+	}
+	return opts, server, setting, nil
+}
+
+// fromSetting says which app setting held the server URL a connection
+// failed on.
+func fromSetting(err error, setting string) error {
+	return fmt.Errorf("%w (server URL from app setting %q)", err, setting)
 }
 
 // Open returns a driver for opts on the connection to serverURL, which it

@@ -55,15 +55,9 @@ var (
 // "-poison"). The connection is shared with the drivers, publishers and
 // poison administrations of this package on the same server URL.
 func OpenPoisonURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.PoisonAdmin, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	opts, server, setting, err := resolveURL(u, o)
+	opts, server, setting, err := resolveOpen(ctx, u, o)
 	if err != nil {
 		return nil, err
-	}
-	if opts, err = opts.normalize(); err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	if opts.PoisonSubject == "" {
 		return nil, fmt.Errorf("jetstream: %s has no poison subject (its subject already ends in %s)", u.Redacted(), PoisonSuffix)
@@ -71,7 +65,7 @@ func OpenPoisonURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (tri
 	p := &PoisonAdmin{opts: opts, subject: opts.PoisonSubject}
 	p.name = p.Source() // Requeue publishes there
 	if err := p.dial(server, nil); err != nil {
-		return nil, fmt.Errorf("%w (server URL from app setting %q)", err, setting)
+		return nil, fromSetting(err, setting)
 	}
 	return p, nil
 }

@@ -79,15 +79,9 @@ var (
 // o.CreateIfMissing a publish that no stream captures creates the stream
 // as the driver does; no consumer is created.
 func OpenPublisherURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.Publisher, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	opts, server, setting, err := resolveURL(u, o)
+	opts, server, setting, err := resolveOpen(ctx, u, o)
 	if err != nil {
 		return nil, err
-	}
-	if opts, err = opts.normalize(); err != nil {
-		return nil, fmt.Errorf("jetstream: %w", err)
 	}
 	subj := sourceSubject(opts)
 	if strings.ContainsAny(subj, "*>") {
@@ -96,7 +90,7 @@ func OpenPublisherURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (
 	p := &Publisher{opts: opts, subject: subj}
 	p.name = "subject " + subj
 	if err := p.dial(server, nil); err != nil {
-		return nil, fmt.Errorf("%w (server URL from app setting %q)", err, setting)
+		return nil, fromSetting(err, setting)
 	}
 	return p, nil
 }
