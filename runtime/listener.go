@@ -200,14 +200,15 @@ func (l *listener) logPollError(err error, n int, wait time.Duration, atMax bool
 		level = l.log.Warn
 	}
 	if errors.Is(err, triggers.ErrNotFound) {
+		hint := "set extensions.queues.createQueues to create it"
 		switch {
 		case l.fc.URL == nil:
-			level("queue does not exist; waiting for it (set extensions.queues.createQueues to create it)", fields...)
 		case l.fc.URL.Scheme == "azuresb":
-			level("queue does not exist; waiting for it (Service Bus entities are never created by jobhost)", fields...)
+			hint = "Service Bus entities are never created by jobhost"
 		default:
-			level("queue does not exist; waiting for it (set extensions.pubsub.createQueues to create it)", fields...)
+			hint = "set extensions.pubsub.createQueues to create it"
 		}
+		level("queue does not exist; waiting for it ("+hint+")", fields...)
 		return
 	}
 	level("polling the queue failed", fields...)
@@ -311,7 +312,7 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		// outputs included.
 		w.renewal.begin(m, start)
 		if runErr == nil {
-			runErr = l.invoke(m, view, id, payload, pending, w.renewal, start)
+			runErr = l.invoke(view, id, payload, pending, w.renewal, start)
 		}
 		if runErr == nil && pending != nil {
 			// Outputs go only after success, and before the trigger message
@@ -384,7 +385,7 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
-func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error) {
+func (l *listener) invoke(view *triggers.Message, id string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error) {
 	ctx := l.hard
 	if t := l.fc.FunctionTimeout; t > 0 {
 		var cancel context.CancelFunc
@@ -402,7 +403,7 @@ func (l *listener) invoke(m, view *triggers.Message, id string, payload []byte, 
 	defer func() {
 		if r := recover(); r != nil {
 			l.results.Error("function panicked", zap.String("invocationId", id),
-				zap.String("messageId", m.ID), zap.Any("panic", r), zap.String("stack", string(debug.Stack())))
+				zap.String("messageId", view.ID), zap.Any("panic", r), zap.String("stack", string(debug.Stack())))
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
