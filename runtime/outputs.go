@@ -26,7 +26,7 @@ type OutputConfig struct {
 	// Connection names the connection ("" = the default).
 	Connection string
 	expr       bindings.Expression
-	static     bool
+	fixed      string // the normalised target when it has no {expression}
 }
 
 // maxStorageMessage is the Storage Queue limit on a stored message.
@@ -61,8 +61,7 @@ func resolveOutputs(def *functions.Definition, settings *AppSettings, bad func(w
 		}
 		oc := &OutputConfig{Name: ob.Name, Target: target, Connection: ob.Connection, expr: expr}
 		if s, ok := expr.Static(); ok {
-			oc.static = true
-			if _, err := outputTarget(s); err != nil {
+			if oc.fixed, err = outputTarget(s); err != nil {
 				bad(what, err.Error())
 				continue
 			}
@@ -144,12 +143,15 @@ func (o *outputs) resolve(fc *FunctionConfig, m *triggers.Message, payload []byt
 		if oc.Target == "" {
 			continue // kept for the completion callback only
 		}
-		raw, err := oc.expr.Resolve(data)
-		if err == nil {
-			raw, err = outputTarget(raw)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("output %s: %w", oc.Name, err)
+		raw := oc.fixed // checked at start
+		if raw == "" {
+			var err error
+			if raw, err = oc.expr.Resolve(data); err == nil {
+				raw, err = outputTarget(raw)
+			}
+			if err != nil {
+				return nil, fmt.Errorf("output %s: %w", oc.Name, err)
+			}
 		}
 		t := target{output: oc.Name, name: raw, connection: oc.Connection, storage: !strings.Contains(raw, "://")}
 		if t.storage && t.connection == "" {
