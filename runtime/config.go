@@ -126,6 +126,15 @@ const (
 	maxVisibility      = 7 * 24 * time.Hour
 )
 
+// Attempts is how many attempts a message gets before it is poisoned: the
+// retry policy's maxRetryCount + 1 when it sets one, else maxDequeueCount.
+func (q QueueSettings) Attempts() int {
+	if q.Retry != nil && q.Retry.Attempts() > 0 {
+		return q.Retry.Attempts()
+	}
+	return q.MaxDequeueCount
+}
+
 // DefaultConfig returns the configuration used when host.json sets nothing.
 func DefaultConfig() *Config {
 	return &Config{

@@ -14,15 +14,8 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 )
 
-// attempts is how many attempts a message gets: the retry policy's
-// maxRetryCount + 1 when it sets one, else maxDequeueCount.
-func (l *listener) attempts() int {
-	q := l.fc.Queues
-	if q.Retry != nil && q.Retry.Attempts() > 0 {
-		return q.Retry.Attempts()
-	}
-	return q.MaxDequeueCount
-}
+// attempts is how many attempts a message of l's function gets.
+func (l *listener) attempts() int { return l.fc.Queues.Attempts() }
 
 // retryDelay is the wait before m's next attempt after runErr.
 func (l *listener) retryDelay(m *triggers.Message, runErr error) time.Duration {

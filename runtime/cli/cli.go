@@ -306,11 +306,7 @@ type retryInfo struct {
 func retryOf(q runtime.QueueSettings) (*retryInfo, int) {
 	p := q.Retry
 	if p == nil {
-		return nil, q.MaxDequeueCount
-	}
-	attempts := q.MaxDequeueCount
-	if p.Attempts() > 0 {
-		attempts = p.Attempts()
+		return nil, q.Attempts()
 	}
 	r := &retryInfo{Strategy: p.Strategy, MaxRetryCount: p.MaxRetryCount}
 	if p.Strategy == "exponentialBackoff" {
@@ -318,7 +314,7 @@ func retryOf(q runtime.QueueSettings) (*retryInfo, int) {
 	} else {
 		r.DelayInterval = runtime.FormatTimeSpan(p.DelayInterval)
 	}
-	return r, attempts
+	return r, q.Attempts()
 }
 
 // String is the policy in the functions table.
