@@ -72,14 +72,15 @@ func Succeed(output json.RawMessage, now time.Time) Change {
 			r.Status, r.EndTime = Canceled, now
 			return true, nil
 		}
-		if len(output) > MaxOutput {
+		out := clone(output) // a Change may run again: output stays as given
+		if len(out) > MaxOutput {
 			r.ErrorCode = "OutputTooLarge"
-			r.ErrorMessage = fmt.Sprintf("the output (%d bytes) is larger than the %d a record keeps", len(output), MaxOutput)
-			output = nil
+			r.ErrorMessage = fmt.Sprintf("the output (%d bytes) is larger than the %d a record keeps", len(out), MaxOutput)
+			out = nil
 		} else {
 			r.ErrorCode, r.ErrorMessage = "", ""
 		}
-		r.Status, r.Output, r.EndTime = Succeeded, output, now
+		r.Status, r.Output, r.EndTime = Succeeded, out, now
 		if r.StartTime.IsZero() {
 			r.StartTime = now
 		}
