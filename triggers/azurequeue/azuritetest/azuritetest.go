@@ -1,4 +1,5 @@
-// Package azuritetest starts a real Azurite queue service for tests.
+// Package azuritetest starts a real Azurite queue service (Start, Shared)
+// or table service (StartTable, SharedTable) for tests.
 //
 // Azurite comes from the module's node_modules (npm ci installs it; make
 // test does that). Without it tests are skipped with a loud message, or fail
@@ -6,7 +7,8 @@
 // connection string (UseDevelopmentStorage=true works) uses that service
 // instead of starting one.
 //
-// A package that uses Shared must stop the shared server from TestMain:
+// A package that uses Shared or SharedTable must stop the shared servers
+// from TestMain:
 //
 //	func TestMain(m *testing.M) { azuritetest.Main(m) }
 package azuritetest
@@ -60,8 +62,8 @@ type Options struct {
 	Location string
 }
 
-// Server is a running Azurite queue service (or an external one named by
-// JOBHOST_AZURITE_CONNECTION).
+// Server is a running Azurite queue or table service (or an external one
+// named by JOBHOST_AZURITE_CONNECTION).
 type Server struct {
 	// ConnectionString is a shared-key connection string for the server.
 	ConnectionString string
@@ -70,6 +72,7 @@ type Server struct {
 	Port int
 
 	opts     Options
+	kind     service // the zero value is the queue service
 	bin      string
 	external bool
 
@@ -86,7 +89,7 @@ var errUnavailable = errors.New("azurite not available")
 // JOBHOST_AZURITE_CONNECTION.
 func Start(t testing.TB, opts Options) *Server {
 	t.Helper()
-	s, err := launch(opts)
+	s, err := launch(queueService, opts)
 	if err != nil {
 		handleLaunchError(t, err)
 		return nil
@@ -105,7 +108,7 @@ var (
 // first use. Main stops it. Do not Stop or Restart it.
 func Shared(t testing.TB) *Server {
 	t.Helper()
-	sharedOnce.Do(func() { sharedServer, sharedErr = launch(Options{}) })
+	sharedOnce.Do(func() { sharedServer, sharedErr = launch(queueService, Options{}) })
 	if sharedErr != nil {
 		handleLaunchError(t, sharedErr)
 		return nil
@@ -113,12 +116,16 @@ func Shared(t testing.TB) *Server {
 	return sharedServer
 }
 
-// Main runs the tests, stops the shared server (if any) and exits with the
-// tests' status. Use it as TestMain in every package that calls Shared.
+// Main runs the tests, stops the shared servers (if any) and exits with the
+// tests' status. Use it as TestMain in every package that calls Shared or
+// SharedTable.
 func Main(m *testing.M) {
 	code := m.Run()
 	if sharedServer != nil {
 		sharedServer.Stop()
+	}
+	if sharedTableServer != nil {
+		sharedTableServer.Stop()
 	}
 	os.Exit(code)
 }
@@ -138,17 +145,21 @@ func handleLaunchError(t testing.TB, err error) {
 	t.Skip(msg)
 }
 
-// launch starts a server (or adopts the external one) without a test.
-func launch(opts Options) (*Server, error) {
+// launch starts a server of a kind (or adopts the external one) without a
+// test.
+func launch(kind service, opts Options) (*Server, error) {
 	if cs := strings.TrimSpace(os.Getenv(EnvConnection)); cs != "" {
-		cs = azurequeue.ExpandDevelopmentStorage(cs)
-		return &Server{ConnectionString: cs, Port: portOf(cs), opts: opts, external: true}, nil
+		cs, err := kind.external(cs)
+		if err != nil {
+			return nil, err
+		}
+		return &Server{ConnectionString: cs, Port: portOf(cs, kind.endpointKey()), opts: opts, kind: kind, external: true}, nil
 	}
 	root, err := moduleRoot()
 	if err != nil {
 		return nil, err
 	}
-	bin := filepath.Join(root, "node_modules", ".bin", "azurite-queue")
+	bin := filepath.Join(root, "node_modules", ".bin", kind.binary())
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("%w: %s not found", errUnavailable, bin)
 	}
@@ -160,7 +171,7 @@ func launch(opts Options) (*Server, error) {
 			return nil, fmt.Errorf("azurite location: %w", err)
 		}
 	}
-	s := &Server{opts: opts, bin: bin}
+	s := &Server{opts: opts, kind: kind, bin: bin}
 	// A free port can be taken between our probe and Azurite's bind:
 	// try a few.
 	for attempt := 0; ; attempt++ {
@@ -176,8 +187,8 @@ func launch(opts Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.ConnectionString = fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;QueueEndpoint=http://127.0.0.1:%d/%s",
-		accountName, accountKey, s.Port, accountName)
+	s.ConnectionString = fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;%s=http://127.0.0.1:%d/%s",
+		accountName, accountKey, kind.endpointKey(), s.Port, accountName)
 	return s, nil
 }
 
@@ -188,7 +199,7 @@ func (s *Server) start() error {
 	if s.proc != nil {
 		return nil
 	}
-	args := []string{"--queueHost", "127.0.0.1", "--queuePort", strconv.Itoa(s.Port), "--disableTelemetry", "--silent"}
+	args := append(s.kind.listenArgs(s.Port), "--disableTelemetry", "--silent")
 	dir := s.opts.Location
 	if dir == "" {
 		// Azurite may still write small files to its location (the
@@ -207,6 +218,7 @@ func (s *Server) start() error {
 		s.removeDir()
 		return err
 	}
+	p.interrupt = s.kind.stopsOnInterrupt()
 	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port))
 	deadline := time.Now().Add(startTimeout)
 	for {
@@ -248,8 +260,8 @@ func (s *Server) Stop() {
 }
 
 // Restart stops the server and starts it again on the same port with the
-// same Location, for outage tests. With an in-memory server, all queues are
-// gone afterwards. It skips the test for an external server.
+// same Location, for outage tests. With an in-memory server, all queues (or
+// tables) are gone afterwards. It skips the test for an external server.
 func (s *Server) Restart(t testing.TB) {
 	t.Helper()
 	if s.external {
@@ -376,11 +388,12 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// portOf extracts the port of a connection string's QueueEndpoint, or 0.
-func portOf(cs string) int {
+// portOf extracts the port of a connection string's endpoint setting
+// (QueueEndpoint, TableEndpoint), or 0.
+func portOf(cs, endpointKey string) int {
 	for _, part := range strings.Split(cs, ";") {
 		k, v, ok := strings.Cut(part, "=")
-		if ok && strings.EqualFold(strings.TrimSpace(k), "QueueEndpoint") {
+		if ok && strings.EqualFold(strings.TrimSpace(k), endpointKey) {
 			if u, err := url.Parse(strings.TrimSpace(v)); err == nil {
 				p, _ := strconv.Atoi(u.Port())
 				return p
@@ -396,6 +409,8 @@ type process struct {
 	done chan struct{} // closed when the process has exited
 	err  error         // Wait's result, set before done is closed
 	out  *lockedBuffer
+
+	interrupt bool // stop gracefully with SIGINT rather than SIGTERM
 }
 
 func startProcess(bin string, args []string, dir string) (*process, error) {
@@ -418,7 +433,11 @@ func startProcess(bin string, args []string, dir string) (*process, error) {
 // stop signals the process group (gracefully first if asked) and waits.
 func (p *process) stop(graceful bool) {
 	if graceful {
-		terminateGroup(p.cmd)
+		if p.interrupt {
+			interruptGroup(p.cmd)
+		} else {
+			terminateGroup(p.cmd)
+		}
 		select {
 		case <-p.done:
 		case <-time.After(stopTimeout):

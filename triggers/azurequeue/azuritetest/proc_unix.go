@@ -21,6 +21,12 @@ func terminateGroup(cmd *exec.Cmd) {
 	}
 }
 
+func interruptGroup(cmd *exec.Cmd) {
+	if cmd.Process != nil {
+		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+	}
+}
+
 func killGroup(cmd *exec.Cmd) {
 	if cmd.Process != nil {
 		_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
