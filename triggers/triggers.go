@@ -165,7 +165,8 @@ func LookupSetting(lookup func(string) (string, bool), names ...string) (string,
 
 // Publisher puts messages on one queue, subject or topic. Drivers that can
 // publish to their own source implement it (Close is the driver's); a
-// Scheme's Publisher opener returns one on its own.
+// Scheme's Publisher opener returns one on its own. Publishers that can
+// send a message hidden for a delay also implement [DelayPublisher].
 type Publisher interface {
 	// Publish sends body with props (where the broker has properties) and
 	// returns the new message's id when the broker gives one. It returns

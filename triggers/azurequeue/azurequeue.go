@@ -6,6 +6,11 @@
 // Connections are resolved from app settings the way Azure Functions does
 // it; see [NewServiceClient]. [OpenPoison] administers a queue's poison
 // queue (list, requeue, purge).
+//
+// A Driver is a triggers.DelayPublisher: [Driver.PublishDelayed] (and
+// [Driver.SendDelayed]) enqueue a message with a visibility timeout, so the
+// service keeps it hidden for the delay (whole seconds, rounded up; at most
+// [MaxVisibilityTimeout], 7 days).
 package azurequeue
 
 import (
@@ -254,15 +259,21 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 // Send enqueues text unchanged (no base64 encoding) and returns the new
 // message's id. With Options.CreateIfMissing it creates a missing queue.
 func (d *Driver) Send(ctx context.Context, text string) (id string, err error) {
+	return d.enqueue(ctx, text, nil)
+}
+
+// enqueue is Send with EnqueueMessage options (nil: the service's
+// defaults).
+func (d *Driver) enqueue(ctx context.Context, text string, o *azqueue.EnqueueMessageOptions) (id string, err error) {
 	if err := d.usable(); err != nil {
 		return "", err
 	}
-	resp, err := d.q.EnqueueMessage(ctx, text, nil)
+	resp, err := d.q.EnqueueMessage(ctx, text, o)
 	if err != nil && d.opts.CreateIfMissing && queueerror.HasCode(err, queueerror.QueueNotFound) {
 		if err := d.Create(ctx); err != nil {
 			return "", err
 		}
-		resp, err = d.q.EnqueueMessage(ctx, text, nil)
+		resp, err = d.q.EnqueueMessage(ctx, text, o)
 	}
 	if err != nil {
 		return "", d.queueErr("send to", err)

@@ -134,6 +134,80 @@ func testPublisher(t *testing.T, q Queue) {
 	}
 }
 
+// testPublishDelayed publishes through the driver package's publisher
+// when it is a triggers.DelayPublisher: a message sent with a delay is not
+// received before the delay (less earlyTolerance) has passed, and then is,
+// as a first delivery with its body and properties; one sent with delay 0
+// after it arrives at once, before it. After Close PublishDelayed fails
+// with ErrClosed.
+func testPublishDelayed(t *testing.T, q Queue) {
+	if q.OpenPublisher == nil {
+		t.Skip("driver cannot publish")
+	}
+	ctx := ctxFor(t)
+	pub, err := q.OpenPublisher(ctx)
+	if err != nil {
+		t.Fatalf("OpenPublisher: %v", err)
+	}
+	defer pub.Close()
+	dp, ok := pub.(triggers.DelayPublisher)
+	if !ok {
+		t.Skip("publisher is not a triggers.DelayPublisher: the broker cannot delay a message")
+	}
+	props := map[string]string{"x-trace": "abc 123"}
+	delay := q.lease(2 * time.Second)
+	start := time.Now()
+	id, err := dp.PublishDelayed(ctx, []byte(body), props, delay)
+	if err != nil {
+		t.Fatalf("PublishDelayed(%v): %v", delay, err)
+	}
+	// Delay 0 is Publish: this one arrives at once, ahead of the other.
+	id0, err := dp.PublishDelayed(ctx, []byte("no delay"), props, 0)
+	if err != nil {
+		t.Fatalf("PublishDelayed(0): %v", err)
+	}
+	now, _ := receiveOne(ctx, t, q.Driver, longLease)
+	if string(now.Body) != "no delay" {
+		t.Fatalf("first message received %v after PublishDelayed(%v) is %q, want the one sent with delay 0", time.Since(start), delay, now.Body)
+	}
+	if id0 != "" && now.ID != id0 {
+		t.Errorf("delay 0: received ID = %q, PublishDelayed returned %q", now.ID, id0)
+	}
+	if now.DequeueCount != 1 {
+		t.Errorf("delay 0: DequeueCount = %d, want 1", now.DequeueCount)
+	}
+	complete(ctx, t, q.Driver, now)
+
+	held := expectHidden(ctx, t, q.Driver, start.Add(delay-earlyTolerance), fmt.Sprintf("after PublishDelayed(%v)", delay))
+	m := receiveAfter(ctx, t, q.Driver, held)
+	if el := time.Since(start); el > delay+5*time.Second {
+		t.Errorf("PublishDelayed(%v): received after %v, want about %v", delay, el, delay)
+	}
+	if string(m.Body) != body {
+		t.Errorf("delayed body = %q, want %q", m.Body, body)
+	}
+	if id != "" && m.ID != id {
+		t.Errorf("delayed message: received ID = %q, PublishDelayed returned %q", m.ID, id)
+	}
+	if m.DequeueCount != 1 {
+		t.Errorf("delayed message: DequeueCount = %d, want 1", m.DequeueCount)
+	}
+	if q.Capabilities.Properties && m.Properties["x-trace"] != "abc 123" {
+		t.Errorf("delayed message: Properties[x-trace] = %q, want %q", m.Properties["x-trace"], "abc 123")
+	}
+	complete(ctx, t, q.Driver, m)
+
+	if err := pub.Close(); err != nil {
+		t.Fatalf("publisher Close: %v", err)
+	}
+	if err := within(t, "PublishDelayed after Close", func() error {
+		_, err := dp.PublishDelayed(ctx, []byte("late"), nil, delay)
+		return err
+	}); !errors.Is(err, triggers.ErrClosed) {
+		t.Errorf("PublishDelayed after Close: %v, want an error wrapping ErrClosed", err)
+	}
+}
+
 // poisonN dead-letters n messages body-0..body-(n-1), with props.
 func poisonN(ctx context.Context, t *testing.T, q Queue, prefix string, n int, props map[string]string) {
 	t.Helper()

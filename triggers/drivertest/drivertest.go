@@ -50,7 +50,9 @@ type Queue struct {
 	Reopen func(ctx context.Context) (triggers.Driver, error)
 	// OpenPublisher opens a publisher to the driver's queue through the
 	// driver package's publisher opener (the one it registers). Nil when the
-	// driver cannot publish.
+	// driver cannot publish. When the publisher is a
+	// triggers.DelayPublisher the suite also checks its delays (the
+	// PublishDelayed test, skipped otherwise).
 	OpenPublisher func(ctx context.Context) (triggers.Publisher, error)
 	// OpenPoison opens the poison administration of the driver's queue
 	// through the driver package's opener. Nil when the driver has none.
@@ -110,6 +112,7 @@ func RunConformanceTests(t *testing.T, newHarness func(t *testing.T) Harness) {
 		{"ReceiveCancelled", testReceiveCancelled},
 		{"AfterClose", testAfterClose},
 		{"Publisher", testPublisher},
+		{"PublishDelayed", testPublishDelayed},
 		{"PoisonAdmin", testPoisonAdmin},
 	}
 	for _, tc := range tests {

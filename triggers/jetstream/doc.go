@@ -102,6 +102,14 @@
 //     worker's Prefetch) on the first Receive, and again after the server
 //     reports it missing. An existing consumer must be a
 //     pull consumer with explicit ack, the same filter subject and no BackOff.
+//   - Delayed publishing: neither the Driver nor the Publisher is a
+//     triggers.DelayPublisher, so a caller asking for a delay reports that
+//     the broker cannot delay a message. JetStream can delay a message only
+//     by message scheduling (the Nats-Schedule header, "@at <time>", on a
+//     stream with allow_msg_schedules), which nats-server added in 2.12;
+//     earlier servers, such as the 2.9.10 this package is tested against,
+//     store the header as any other and deliver the message at once. A Nak
+//     with delay delays only a redelivery.
 //   - Drivers, publishers and poison administrations opened on the same
 //     server URL share one connection, counted: the last Close closes it.
 //     It reconnects for ever; while it is down, Receive and settlements

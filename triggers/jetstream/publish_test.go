@@ -197,3 +197,14 @@ func TestRegistered(t *testing.T) {
 		t.Errorf("nats:// registration lacks an opener: %+v", s)
 	}
 }
+
+// JetStream cannot delay a message before nats-server 2.12 (message
+// scheduling), so neither publisher claims to: callers report that the
+// broker cannot delay instead of sending at once.
+func TestNotDelayPublisher(t *testing.T) {
+	for _, p := range []any{&jetstream.Publisher{}, &jetstream.Driver{}} {
+		if _, ok := p.(triggers.DelayPublisher); ok {
+			t.Errorf("%T is a triggers.DelayPublisher", p)
+		}
+	}
+}

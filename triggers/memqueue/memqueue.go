@@ -24,6 +24,10 @@
 //   - The queue owns what it stores: Send and Publish copy the body and the
 //     properties, and every delivery (and every poison copy) gets its own,
 //     so no caller or holder shares bytes or maps with another.
+//   - Delayed publishing: publishers (and the Driver) are
+//     triggers.DelayPublisher. PublishDelayed (and Queue.SendDelayed) keep
+//     the message hidden, in process, until its delay has passed; there is
+//     no longest delay.
 //   - DeadLetter copies body and properties unchanged to the poison queue
 //     (default "<name>-poison"), recording reason and the DequeueCount, and
 //     removes the original. [OpenPoisonURL] administers the poison queue.

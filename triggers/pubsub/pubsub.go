@@ -36,6 +36,19 @@
 //     (mem://...?ackdeadline=10m, the SQS queue's visibility timeout, the
 //     Pub/Sub subscription's ack deadline).
 //
+// Delayed publishing: neither the Driver nor the schemes' publishers are a
+// triggers.DelayPublisher, so a caller asking for a delay reports that the
+// broker cannot delay a message. Publishing with jobhost-not-before would
+// rest on the retry deferral above, which is sound only for a copy sent
+// back into the trigger's own topic by its own driver, and not for what a
+// publisher sends to a topic: a consumer that is not a jobhost trigger, or
+// a trigger without a topic to republish to (gcppubsub:// without topic=),
+// receives it at once; and each deferral republishes to the topic, so on a
+// topic read by several subscriptions (Pub/Sub, Kafka consumer groups,
+// mem://) every re-park of every subscription's copy reaches all of them
+// again, multiplying the message. The delay would also be the publishing
+// host's wall clock, not the broker's.
+//
 // gocloud's Receive prefetches; this driver takes one message per Receive so
 // the host's concurrency gate, not the prefetch, decides how many are in
 // flight.

@@ -199,3 +199,13 @@ func TestRetryUnknownDeadline(t *testing.T) {
 		t.Errorf("redelivered %s after %v with DequeueCount %d, want %s after %v with 2", again.ID, el, again.DequeueCount, m.ID, delay)
 	}
 }
+
+// The driver does not claim to delay a publish (see the package doc): a
+// not-before copy sent to a topic is sound only as the trigger's own
+// retry.
+func TestNotDelayPublisher(t *testing.T) {
+	d, _ := newMem(t)
+	if _, ok := triggers.Driver(d).(triggers.DelayPublisher); ok {
+		t.Error("*pubsub.Driver is a triggers.DelayPublisher")
+	}
+}

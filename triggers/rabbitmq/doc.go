@@ -39,6 +39,21 @@
 // (x-jobhost-*, jobhost-*, x-delivery-count, x-death, x-first-death-*,
 // x-last-death-*) and keeping every other property.
 //
+// Publishers and the Driver are triggers.DelayPublisher. PublishDelayed
+// uses the mechanism of Retry with a delay (see Retry below): it checks
+// that the queue exists (declaring it with CreateIfMissing; a missing one
+// is triggers.ErrNotFound), declares the delay queue "<queue>-retry-q" if
+// missing, and publishes the message there, with a publisher confirm and
+// per-message expiration = the delay (milliseconds, rounded up), so the
+// broker dead-letters it into the queue when the delay has passed. The
+// delay lives on the broker. The longest delay is [MaxDelay], 2^32-1 ms
+// (about 49.7 days); a longer one is an error wrapping
+// triggers.ErrDelayTooLong. The delay queue expires messages only at its
+// head, in the order they were queued, delayed publishes and retries
+// alike: a long delay holds back every shorter one queued after it (late,
+// never early), so give a queue's delayed publishes delays no longer than
+// its retries', or expect the retries behind them to wait.
+//
 // Receive waits up to Options.ReceiveWait (default 2 s) for a first
 // delivery, then takes only what is already buffered, up to max. The Driver
 // implements triggers.Waiter, so the runtime polls again at once after an

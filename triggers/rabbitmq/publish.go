@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"sync"
 	"time"
 
@@ -141,8 +142,22 @@ func (p *publisher) Publish(ctx context.Context, body []byte, props map[string]s
 	if p.c.closed.Load() {
 		return "", fmt.Errorf("rabbitmq: publish to queue %q: %w", p.queue, errPubClosed)
 	}
-	id := uuid.NewString()
-	msg := amqp.Publishing{Headers: amqp.Table{}, Body: body, DeliveryMode: amqp.Persistent, MessageId: id, Timestamp: time.Now()}
+	msg := publishing(body, props)
+	var ensure func(context.Context, *confirmer) error
+	if p.create {
+		ensure = p.ensureQueue
+	}
+	if err := p.c.publish(ctx, p.queue, msg, ensure); err != nil {
+		return "", p.publishErr("publish to queue "+strconv.Quote(p.queue), err)
+	}
+	return msg.MessageId, nil
+}
+
+// publishing is the message Publish sends: body, props["content-type"] as
+// the content type and the other props as headers, persistent, with a new
+// message id and the time as timestamp.
+func publishing(body []byte, props map[string]string) amqp.Publishing {
+	msg := amqp.Publishing{Headers: amqp.Table{}, Body: body, DeliveryMode: amqp.Persistent, MessageId: uuid.NewString(), Timestamp: time.Now()}
 	for k, v := range props {
 		if k == "content-type" {
 			msg.ContentType = v
@@ -150,17 +165,111 @@ func (p *publisher) Publish(ctx context.Context, body []byte, props map[string]s
 			msg.Headers[k] = v
 		}
 	}
-	var ensure func(context.Context, *confirmer) error
+	return msg
+}
+
+// ensureQueue declares the publisher's queue as a durable quorum queue if
+// it is missing (CreateIfMissing).
+func (p *publisher) ensureQueue(ctx context.Context, c *confirmer) error {
+	return c.ensureQueue(ctx, p.queue, quorumArgs())
+}
+
+// publishErr wraps an error of op: unroutable means the queue is missing.
+func (p *publisher) publishErr(op string, err error) error {
+	if errors.Is(err, errNoRoute) && !errors.Is(err, triggers.ErrNotFound) {
+		err = fmt.Errorf("%w: %w", triggers.ErrNotFound, err)
+	}
+	return wrapSecret(fmt.Errorf("rabbitmq: %s on %s: %w", op, p.sc.display, err), p.sc.password)
+}
+
+// MaxDelay is the longest delay PublishDelayed accepts: the longest
+// per-message expiration RabbitMQ accepts, 2^32-1 ms (about 49.7 days).
+const MaxDelay = maxExpiration * time.Millisecond
+
+var (
+	_ triggers.DelayPublisher = (*publisher)(nil)
+	_ triggers.DelayPublisher = (*Driver)(nil)
+)
+
+// PublishDelayed sends body as Publish does, but to the delay queue
+// "<queue>-retry-q" with per-message expiration delay (milliseconds,
+// rounded up), so that the broker dead-letters it into the queue once the
+// delay has passed: the mechanism of Retry with a delay, with the delay
+// queue declared as Retry declares it when missing. It returns once the
+// broker confirmed the message into the delay queue. The message arrives
+// with its message id, body, properties and headers (plus the broker's
+// x-death and x-first-death-*/x-last-death-* headers) and DequeueCount 1.
+// The queue itself must exist (with CreateIfMissing it is declared as a
+// durable quorum queue): a missing one is an error wrapping
+// triggers.ErrNotFound, and nothing is sent. A delay of zero or less is
+// Publish; one over MaxDelay is an error wrapping
+// triggers.ErrDelayTooLong.
+//
+// Per-message TTL expires messages only at the head of the delay queue,
+// which Retry shares: a message waits for the ones queued before it whose
+// delay is longer, so a long delay holds back every shorter delay, retries
+// included, sent after it. Delays grow late this way, never early.
+func (p *publisher) PublishDelayed(ctx context.Context, body []byte, props map[string]string, delay time.Duration) (string, error) {
+	if delay <= 0 {
+		return p.Publish(ctx, body, props)
+	}
+	if p.c.closed.Load() {
+		return "", fmt.Errorf("rabbitmq: publish to queue %q: %w", p.queue, errPubClosed)
+	}
+	if err := triggers.CheckDelay(fmt.Sprintf("rabbitmq: queue %q", p.queue), delay, MaxDelay); err != nil {
+		return "", err
+	}
+	retryQueue := p.queue + RetrySuffix
+	op := fmt.Sprintf("publish to queue %q through delay queue %q", p.queue, retryQueue)
+	// The queue the delay queue dead-letters into must exist, or the
+	// message would wait in the delay queue for ever.
+	var err error
 	if p.create {
-		ensure = func(ctx context.Context, c *confirmer) error { return c.ensureQueue(ctx, p.queue, quorumArgs()) }
+		err = p.ensureQueue(ctx, p.c)
+	} else {
+		err = p.c.checkQueue(ctx, p.queue)
 	}
-	if err := p.c.publish(ctx, p.queue, msg, ensure); err != nil {
-		if errors.Is(err, errNoRoute) {
-			err = fmt.Errorf("%w: %w", triggers.ErrNotFound, err)
-		}
-		return "", wrapSecret(fmt.Errorf("rabbitmq: publish to queue %q on %s: %w", p.queue, p.sc.display, err), p.sc.password)
+	if err != nil {
+		return "", p.publishErr(op, err)
 	}
-	return id, nil
+	msg := publishing(body, props)
+	msg.Expiration = expiration(delay)
+	ensureRetry := func(ctx context.Context, c *confirmer) error {
+		return c.ensureQueue(ctx, retryQueue, retryArgs(p.queue))
+	}
+	if err := p.c.publish(ctx, retryQueue, msg, ensureRetry); err != nil {
+		return "", p.publishErr(op, err)
+	}
+	return msg.MessageId, nil
+}
+
+// checkQueue reports whether queue exists (a passive declare, remembered
+// as ensureQueue's are): an error wrapping triggers.ErrNotFound when it
+// does not.
+func (c *confirmer) checkQueue(ctx context.Context, name string) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	conn, err := c.connection(ctx)
+	if err != nil {
+		return err
+	}
+	if c.declared[name] {
+		return nil
+	}
+	ch, err := conn.Channel()
+	if err != nil {
+		return fmt.Errorf("open a channel to check queue %q: %w", name, err)
+	}
+	_, err = ch.QueueDeclarePassive(name, true, false, false, false, nil)
+	ch.Close()
+	switch {
+	case isCode(err, amqp.NotFound):
+		return fmt.Errorf("queue %q: %w: %w", name, triggers.ErrNotFound, err)
+	case err != nil:
+		return fmt.Errorf("check queue %q: %w", name, err)
+	}
+	c.declared[name] = true
+	return nil
 }
 
 // Close closes the publisher's channel, and the shared connection if it is
@@ -179,15 +288,33 @@ func (p *publisher) Close() error {
 // off the queue. With CreateIfMissing a missing queue is declared as a
 // durable quorum queue first. The driver's Close closes it.
 func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]string) (string, error) {
+	p, err := d.publisher()
+	if err != nil {
+		return "", err
+	}
+	return p.Publish(ctx, body, props)
+}
+
+// publisher returns the driver's publisher, opening it on first use.
+func (d *Driver) publisher() (*publisher, error) {
 	d.pubMu.Lock()
+	defer d.pubMu.Unlock()
 	if d.closed.Load() {
-		d.pubMu.Unlock()
-		return "", d.closedErr("publish to")
+		return nil, d.closedErr("publish to")
 	}
 	if d.pub == nil {
 		d.pub = d.newPublisher()
 	}
-	p := d.pub
-	d.pubMu.Unlock()
-	return p.Publish(ctx, body, props)
+	return d.pub, nil
+}
+
+// PublishDelayed sends body to the driver's queue after delay, as a
+// publisher from OpenPublisherURL does (triggers.DelayPublisher; see
+// there), through the delay queue Retry uses.
+func (d *Driver) PublishDelayed(ctx context.Context, body []byte, props map[string]string, delay time.Duration) (string, error) {
+	p, err := d.publisher()
+	if err != nil {
+		return "", err
+	}
+	return p.PublishDelayed(ctx, body, props, delay)
 }

@@ -96,6 +96,14 @@
 // connection string, or the same namespace host, whichever settings hold
 // it) shares one *azservicebus.Client, which the last Close closes.
 //
+// Publishers and queue drivers are triggers.DelayPublisher:
+// PublishDelayed sends the message with ScheduledEnqueueTime = now + delay
+// (by the local clock, which must be right), so the broker makes it
+// available only then; on a topic, to every subscription at that time.
+// Service Bus sets no longest delay. The delay survives the publisher and
+// broker restarts, and the message's time to live counts from its
+// scheduled time.
+//
 // Service Bus entities are never created: OpenOptions.CreateIfMissing is
 // ignored (Functions does not create them either; it needs the Manage right).
 package servicebus

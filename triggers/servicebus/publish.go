@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"time"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/messaging/azservicebus"
 	"github.com/google/uuid"
@@ -24,13 +25,34 @@ func (d *Driver) Publish(ctx context.Context, body []byte, props map[string]stri
 	if d.send == nil {
 		return "", fmt.Errorf("servicebus: cannot publish to %s: only a queue driver can (send to the topic with the broker's tools)", d.path)
 	}
-	return publish(ctx, d.send, d.path, body, props)
+	return publish(ctx, d.send, d.path, body, props, 0)
 }
 
-// publish sends body with props through s (see Driver.Publish).
-func publish(ctx context.Context, s sender, to string, body []byte, props map[string]string) (string, error) {
+// PublishDelayed sends body as Publish does, with ScheduledEnqueueTime =
+// now + delay (triggers.DelayPublisher): the broker makes it available
+// only then. There is no longest delay. A delay of zero or less is
+// Publish.
+func (d *Driver) PublishDelayed(ctx context.Context, body []byte, props map[string]string, delay time.Duration) (string, error) {
+	if d.isClosed() {
+		return "", closedErr("publish to " + d.path)
+	}
+	if d.send == nil {
+		return "", fmt.Errorf("servicebus: cannot publish to %s: only a queue driver can (send to the topic with the broker's tools)", d.path)
+	}
+	return publish(ctx, d.send, d.path, body, props, delay)
+}
+
+// publish sends body with props through s (see Driver.Publish), scheduled
+// for delay from now when delay is positive.
+func publish(ctx context.Context, s sender, to string, body []byte, props map[string]string, delay time.Duration) (string, error) {
 	id := uuid.NewString()
 	msg := &azservicebus.Message{Body: body, MessageID: &id}
+	if delay > 0 {
+		// The broker compares it with its own clock: the host's must be
+		// right (NTP), as for lock renewal.
+		at := time.Now().Add(delay).UTC()
+		msg.ScheduledEnqueueTime = &at
+	}
 	for k, v := range props {
 		switch k {
 		case PropContentType:
@@ -63,7 +85,11 @@ type Publisher struct {
 	closed bool
 }
 
-var _ triggers.Publisher = (*Publisher)(nil)
+var (
+	_ triggers.Publisher      = (*Publisher)(nil)
+	_ triggers.DelayPublisher = (*Publisher)(nil)
+	_ triggers.DelayPublisher = (*Driver)(nil)
+)
 
 // NewPublisher returns a publisher that sends to queueOrTopic through s,
 // normally an *azservicebus.Sender on it. The publisher owns s: Close
@@ -124,7 +150,21 @@ func (p *Publisher) Publish(ctx context.Context, body []byte, props map[string]s
 	if closed {
 		return "", closedErr("publish to " + p.to)
 	}
-	return publish(ctx, p.send, p.to, body, props)
+	return publish(ctx, p.send, p.to, body, props, 0)
+}
+
+// PublishDelayed sends body as Publish does, with ScheduledEnqueueTime =
+// now + delay (triggers.DelayPublisher): the broker keeps it until then,
+// on a topic for every subscription. There is no longest delay. A delay
+// of zero or less is Publish.
+func (p *Publisher) PublishDelayed(ctx context.Context, body []byte, props map[string]string, delay time.Duration) (string, error) {
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return "", closedErr("publish to " + p.to)
+	}
+	return publish(ctx, p.send, p.to, body, props, delay)
 }
 
 // Close closes the sender and drops the publisher's reference to the

@@ -92,3 +92,51 @@ func TestNewPublisherErrors(t *testing.T) {
 		t.Error("NewPublisher with an invalid name succeeded")
 	}
 }
+
+// PublishDelayed schedules the message on the broker (ScheduledEnqueueTime
+// = now + delay), accepts long delays, and with delay 0 sends at once.
+func TestPublishDelayed(t *testing.T) {
+	v := setup(t, sbfake.EntityOptions{LockDuration: 5 * time.Second}, fastOpts(servicebus.Options{}))
+	p, err := sbfake.NewPublisher(v.b, v.e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close()
+	const month = 30 * 24 * time.Hour
+	start := time.Now()
+	for _, pub := range []triggers.DelayPublisher{p, v.d} {
+		if _, err := pub.PublishDelayed(v.ctx, []byte("next month"), map[string]string{"k": "v"}, month); err != nil {
+			t.Fatalf("%T.PublishDelayed(30 days): %v", pub, err)
+		}
+	}
+	id, err := p.PublishDelayed(v.ctx, []byte("now"), nil, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := v.b.Messages(v.e.Queue)
+	if len(got) != 3 {
+		t.Fatalf("queue holds %d messages, want 3", len(got))
+	}
+	for _, s := range got[:2] {
+		if at := s.ScheduledEnqueueTime.Sub(start); at < month || at > month+5*time.Second {
+			t.Errorf("%q: ScheduledEnqueueTime is %v from the call, want %v", s.Body, at, month)
+		}
+	}
+	if !got[2].ScheduledEnqueueTime.IsZero() {
+		t.Errorf("delay 0: ScheduledEnqueueTime = %v, want none", got[2].ScheduledEnqueueTime)
+	}
+	if m := v.receive(0, 5*time.Second); m.ID != id || m.Text() != "now" {
+		t.Errorf("received %q (%s), want the undelayed %s", m.Text(), m.ID, id)
+	}
+
+	s := setupOn(t, sbfake.Harness{Subscription: true})
+	if _, err := s.d.PublishDelayed(s.ctx, []byte("x"), nil, time.Second); err == nil {
+		t.Error("PublishDelayed on a subscription driver succeeded")
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.PublishDelayed(v.ctx, []byte("x"), nil, time.Second); !errors.Is(err, triggers.ErrClosed) {
+		t.Errorf("PublishDelayed after Close = %v, want ErrClosed", err)
+	}
+}
