@@ -3,6 +3,36 @@
 // function's queue (Storage Queue or any trigger URL) encoded as the host
 // expects, and submits, reads, lists and cancels background operations.
 // It needs no running host.
+//
+// It is the one implementation of sending: the host's output bindings and
+// the CLI's send go through it too, so a message from a web app is
+// resolved (%Setting%, connections), encoded (messageEncoding: base64 on
+// Storage Queues by default) and checked (the 64 KiB Storage Queue limit,
+// XML text under encoding none) exactly as theirs, before anything is sent.
+//
+// # In a web app
+//
+// Build the options from the worker's configuration and functions, so the
+// client knows every function's queue, encoding and argument type:
+//
+//	settings, err := runtime.LoadAppSettings(os.Environ(), "local.settings.json", false)
+//	cfg, err := runtime.LoadConfig("host.json", false, settings)
+//	opts, err := runtime.ClientOptions(cfg, settings, functions.Default)
+//	opts.Store = store // an operations.Store, for Submit, Get, List, Cancel, Wait
+//	c, err := client.New(opts)
+//	defer c.Close()
+//
+// then, in a handler, send a value to a function by its Ref (the compiler
+// checks the value is the function's argument type) or start a background
+// operation:
+//
+//	id, err := client.Enqueue(r.Context(), c, worker.ProcessOrder, order, client.Delay(time.Minute))
+//	rec, err := client.Start(r.Context(), c, worker.ProcessOrder, order, client.SubmitOptions{IdempotencyKey: key})
+//
+// An error for which Unsendable is true is the caller's (400); others are
+// the broker's (503, try again). A program that shares only the argument
+// type sends with NewQueue[T] to a queue name or URL, or builds Options by
+// hand (Lookup, Functions). See Example (webApp).
 package client
 
 import (
@@ -21,6 +51,10 @@ var ErrUnknownFunction = errors.New("unknown function")
 // ErrDelayUnsupported: a delay was asked of a broker that cannot delay a
 // message.
 var ErrDelayUnsupported = errors.New("the broker cannot delay a message")
+
+// ErrIdempotencyConflict: Submit was given an idempotency key used before
+// with a different input.
+var ErrIdempotencyConflict = errors.New("idempotency key reused with a different input")
 
 // InputError says why an input does not fit the function's argument type.
 type InputError struct {

@@ -154,7 +154,8 @@ type Definition struct {
 	// ArgType names the argument type, for listings.
 	ArgType string
 
-	invoke func(ctx context.Context, payload []byte, msg *triggers.Message) error
+	invoke   func(ctx context.Context, payload []byte, msg *triggers.Message) error
+	validate func(payload []byte) error
 }
 
 // Invoke binds payload (the decoded message body) to the function's
@@ -200,16 +201,19 @@ func (r *Registry) SettingDefaults() map[string]string {
 // given another.
 var Default = &Registry{}
 
-// Register adds a function to Default; call it from init().
-func Register[T any](name string, trigger Trigger, h Handler[T], opts ...Option) {
-	Add(Default, name, trigger, h, opts...)
+// Register adds a function to Default (call it from init(), or keep the
+// Ref in a package variable) and returns its Ref, which the client's typed
+// calls take.
+func Register[T any](name string, trigger Trigger, h Handler[T], opts ...Option) Ref[T] {
+	return Add(Default, name, trigger, h, opts...)
 }
 
 // Add registers a function in r. Problems (an empty or duplicate name, a nil
 // handler, an empty queue) are not panics: they are kept and reported all at
-// once by r.Validate when the host starts.
-func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ...Option) {
-	def := &Definition{Name: name, Trigger: trigger, ArgType: fmt.Sprintf("%T", *new(T))}
+// once by r.Validate when the host starts. It returns the function's Ref.
+func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ...Option) Ref[T] {
+	ref := Ref[T]{name: name}
+	def := &Definition{Name: name, Trigger: trigger, ArgType: fmt.Sprintf("%T", *new(T)), validate: newValidator[T]()}
 	if def.ArgType == "<nil>" {
 		def.ArgType = "interface {}"
 	}
@@ -231,21 +235,22 @@ func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ..
 	switch {
 	case strings.TrimSpace(name) == "":
 		r.problems = append(r.problems, errors.New("a function was registered with an empty name"))
-		return
+		return ref
 	case h == nil:
 		r.problems = append(r.problems, fmt.Errorf("function %s: handler is nil", name))
-		return
+		return ref
 	case strings.TrimSpace(trigger.Queue) == "":
 		r.problems = append(r.problems, fmt.Errorf("function %s: queue trigger has an empty queue name", name))
-		return
+		return ref
 	}
 	for _, d := range r.defs {
 		if strings.EqualFold(d.Name, name) {
 			r.problems = append(r.problems, fmt.Errorf("function %s: registered more than once (function names are case-insensitive)", name))
-			return
+			return ref
 		}
 	}
 	r.defs = append(r.defs, def)
+	return ref
 }
 
 // Functions returns the registered functions sorted by name.

@@ -48,16 +48,17 @@ func WithOutput(name, target string, connection ...string) Option {
 // or interface sends nothing.
 type ResultHandler[T, R any] func(ctx context.Context, in T, msg *triggers.Message) (R, error)
 
-// RegisterResult adds a function with a return-value output to Default.
-func RegisterResult[T, R any](name string, trigger Trigger, output string, h ResultHandler[T, R], opts ...Option) {
-	AddResult(Default, name, trigger, output, h, opts...)
+// RegisterResult adds a function with a return-value output to Default and
+// returns its Ref.
+func RegisterResult[T, R any](name string, trigger Trigger, output string, h ResultHandler[T, R], opts ...Option) Ref[T] {
+	return AddResult(Default, name, trigger, output, h, opts...)
 }
 
 // AddResult registers in r a function whose return value is sent to output
 // (a Storage Queue name or a URL, with %Setting% and {expressions}). An
 // empty output sends nothing: the value only goes into the completion
-// callback (CallbackURL, CallbackFromField).
-func AddResult[T, R any](r *Registry, name string, trigger Trigger, output string, h ResultHandler[T, R], opts ...Option) {
+// callback (CallbackURL, CallbackFromField). It returns the function's Ref.
+func AddResult[T, R any](r *Registry, name string, trigger Trigger, output string, h ResultHandler[T, R], opts ...Option) Ref[T] {
 	var wrapped Handler[T]
 	if h != nil {
 		nilable := isNilable[R]()
@@ -73,7 +74,7 @@ func AddResult[T, R any](r *Registry, name string, trigger Trigger, output strin
 		}
 	}
 	// Clipped: appending must not write into the caller's backing array.
-	Add(r, name, trigger, wrapped, append(slices.Clip(opts), WithOutput(ReturnOutput, output))...)
+	return Add(r, name, trigger, wrapped, append(slices.Clip(opts), WithOutput(ReturnOutput, output))...)
 }
 
 func isNilable[R any]() bool {

@@ -17,6 +17,7 @@ type ctxKey int
 const (
 	stateKey ctxKey = iota
 	pendingKey
+	operationKey
 )
 
 // state is what an invocation's context carries. Its logger is made on
@@ -115,4 +116,24 @@ func WithPending(ctx context.Context, p *Pending) context.Context {
 func PendingFrom(ctx context.Context) *Pending {
 	p, _ := ctx.Value(pendingKey).(*Pending)
 	return p
+}
+
+// Operation is the background operation an invocation runs, when its
+// message carries one.
+type Operation struct {
+	// ID is the operation's id.
+	ID string
+	// Progress records a progress value (JSON) for the operation.
+	Progress func(ctx context.Context, v []byte) error
+}
+
+// WithOperation returns ctx carrying op.
+func WithOperation(ctx context.Context, op *Operation) context.Context {
+	return context.WithValue(ctx, operationKey, op)
+}
+
+// OperationFrom returns the Operation ctx carries, or nil.
+func OperationFrom(ctx context.Context) *Operation {
+	op, _ := ctx.Value(operationKey).(*Operation)
+	return op
 }
