@@ -177,7 +177,7 @@ func TestCallbackDialRefusalError(t *testing.T) {
 	cb, _ := newTestCallbacks(t, CallbackSettings{AllowedHosts: []string{"hooks.example.com"}})
 	(&fakeNet{names: map[string][]string{"hooks.example.com": {"169.254.169.254"}}}).install(cb)
 	u, _ := url.Parse("http://hooks.example.com/cb?token=SECRETQ")
-	r := cb.attempt(u, []byte("{}"), "inv")
+	r := cb.attempt(u, []byte("{}"), "inv", nil)
 	if !isAddressRefused(r.err) || r.retryable() || strings.Contains(r.err.Error(), "SECRETQ") {
 		t.Errorf("attempt = %+v", r)
 	}

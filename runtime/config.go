@@ -6,6 +6,7 @@ import (
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/webhook"
 )
 
 // QueueSettings are the effective extensions.queues settings of one function.
@@ -80,6 +81,11 @@ type Config struct {
 	LogFormat string
 	// Callbacks configures completion callbacks (jobhost.callbacks).
 	Callbacks CallbackSettings
+	// HTTP configures the host's HTTP listener (jobhost.http).
+	HTTP HTTPSettings
+	// Operations configures the background operation records
+	// (jobhost.operations).
+	Operations OperationsSettings
 	// Functions holds per-function overrides from jobhost.functions, keyed by
 	// lower-cased function name.
 	Functions map[string]FunctionOverrides
@@ -110,6 +116,16 @@ type CallbackSettings struct {
 	Timeout time.Duration
 	// MaxAttempts is how many times a failing POST is tried (default 3).
 	MaxAttempts int
+	// SigningSecret is jobhost.callbacks.signingSecret: the name of the app
+	// setting whose value, one or more whsec_ secrets separated by spaces,
+	// signs every callback (Standard Webhooks). "" means
+	// DefaultCallbackSecretSetting (JOBHOST_CALLBACK_SECRET), which may be
+	// left unset: callbacks are then unsigned. A named setting must be set.
+	SigningSecret string
+	// Secrets sign the callbacks; none: unsigned. LoadConfig reads them
+	// from the app setting SigningSecret names; a program building its
+	// Config sets them itself (webhook.ParseSecrets). They never print.
+	Secrets []webhook.Secret
 }
 
 // Defaults as in the Azure Functions Storage Queues extension.
@@ -161,10 +177,11 @@ func DefaultConfig() *Config {
 			MaxAutoLockRenewalDuration: 5 * time.Minute,
 			MaxDequeueCount:            10,
 		},
-		Callbacks: CallbackSettings{Timeout: 10 * time.Second, MaxAttempts: 3},
-		LogLevels: map[string]string{},
-		LogFormat: "json",
-		Functions: map[string]FunctionOverrides{},
+		Callbacks:  CallbackSettings{Timeout: 10 * time.Second, MaxAttempts: 3},
+		Operations: operationsDefaults(),
+		LogLevels:  map[string]string{},
+		LogFormat:  "json",
+		Functions:  map[string]FunctionOverrides{},
 	}
 }
 

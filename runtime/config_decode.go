@@ -9,6 +9,7 @@ import (
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/webhook"
 )
 
 // decoder walks viper's nested settings map against the schema.
@@ -230,6 +231,10 @@ func (d *decoder) jobhost(cfg *Config, val any) {
 			}
 		case "callbacks":
 			d.callbacks(cfg, v)
+		case "http":
+			d.httpSection(cfg, v)
+		case "operations":
+			d.operationsSection(cfg, v)
 		case "functions":
 			fns, ok := d.section(key, "jobhost.functions", v)
 			if !ok {
@@ -366,9 +371,58 @@ func (d *decoder) callbacks(cfg *Config, v any) {
 			if n, ok := d.integer(key, "jobhost.callbacks.maxAttempts", fv, 1, 20); ok {
 				cb.MaxAttempts = n
 			}
+		case "signingsecret":
+			// The name of an app setting, never the secret: a value is not
+			// quoted in a problem, in case one was pasted here.
+			name, ok := fv.(string)
+			switch {
+			case !ok:
+				d.problem(key, "jobhost.callbacks.signingSecret", fmt.Sprintf("must be the name of an app setting, got %s", show(fv)))
+			case strings.HasPrefix(strings.TrimSpace(name), webhook.SecretPrefix):
+				d.problem(key, "jobhost.callbacks.signingSecret", "must name the app setting that holds the secret, not hold the secret: "+
+					"put the secret in an app setting (the value is not shown)")
+			case !appSettingName(name):
+				d.problem(key, "jobhost.callbacks.signingSecret", "must be the name of an app setting: letters, digits, '_', '-', '.' or ':' (the value is not shown)")
+			default:
+				cb.SigningSecret = name
+			}
 		default:
 			d.warn(key, key, "unknown key, ignored")
 		}
+	}
+}
+
+// appSettingName reports whether s can name an app setting: letters,
+// digits, '_', '-', '.' and ':', at most 256.
+func appSettingName(s string) bool {
+	if s == "" || len(s) > 256 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !('a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' || strings.IndexByte("_-.:", c) >= 0) {
+			return false
+		}
+	}
+	return true
+}
+
+// callbackSecrets reads the callbacks' signing secrets from the app setting
+// jobhost.callbacks.signingSecret names (JOBHOST_CALLBACK_SECRET when it
+// names none). The default setting may be unset (unsigned callbacks); a
+// named one must be set. A malformed value is a problem naming the setting,
+// never showing its value.
+func (d *decoder) callbackSecrets(cfg *Config, settings *AppSettings) {
+	cb := &cfg.Callbacks
+	secrets, setting, set, msg := signingSecrets(cb.SigningSecret, settings)
+	switch {
+	case msg != "":
+		d.probs = append(d.probs, Problem{setting, msg})
+	case !set && cb.SigningSecret != "":
+		d.problem("jobhost.callbacks.signingsecret", "jobhost.callbacks.signingSecret",
+			fmt.Sprintf("names app setting %s, which is not set: set it to the whsec_ secret, or remove the key to send callbacks unsigned", setting))
+	default:
+		cb.Secrets = secrets
 	}
 }
 

@@ -79,6 +79,9 @@ func LoadConfig(path string, required bool, settings *AppSettings) (*Config, err
 	}
 	d := &decoder{all: v.AllSettings(), source: source, file: path, levels: levels}
 	cfg := d.decode()
+	if settings != nil {
+		d.callbackSecrets(cfg, settings)
+	}
 	if len(d.probs) > 0 {
 		return nil, &ConfigError{Problems: d.probs}
 	}

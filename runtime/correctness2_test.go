@@ -13,6 +13,8 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/client"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/triggers"
 )
@@ -158,7 +160,7 @@ func (p *countedPub) Close() error {
 	return nil
 }
 
-// TestOutputPublishersBounded: outputs keep at most maxPublishers open, and
+// TestOutputPublishersBounded: outputs keep at most client.MaxPublishers open, and
 // a failed open is tried again on the next send.
 func TestOutputPublishersBounded(t *testing.T) {
 	cp := &countingPublishers{failFirst: true}
@@ -168,7 +170,7 @@ func TestOutputPublishersBounded(t *testing.T) {
 		},
 		Publisher: cp.openPub})
 	defer restore()
-	o := &outputs{settings: NewAppSettings(nil), pubs: map[string]*outPublisher{}}
+	o := testOutputs(t, NewAppSettings(nil))
 	ctx := context.Background()
 	p := planned{target: target{output: "out", name: "countpub://t0"}, body: []byte("x")}
 	if err := o.publish(ctx, p); err == nil {
@@ -177,7 +179,7 @@ func TestOutputPublishersBounded(t *testing.T) {
 	if err := o.publish(ctx, p); err != nil {
 		t.Fatalf("a failed open was kept: %v", err)
 	}
-	const targets = maxPublishers + 44
+	const targets = client.MaxPublishers + 44
 	for i := range targets {
 		p.name = "countpub://t" + strings.Repeat("x", i%3) + string(rune('a'+i%26)) + "-" + time.Duration(i).String()
 		if err := o.publish(ctx, p); err != nil {
@@ -189,8 +191,8 @@ func TestOutputPublishersBounded(t *testing.T) {
 	}
 	cp.mu.Lock()
 	defer cp.mu.Unlock()
-	if cp.maxOpen > maxPublishers {
-		t.Errorf("%d publishers open at once, want at most %d", cp.maxOpen, maxPublishers)
+	if cp.maxOpen > client.MaxPublishers {
+		t.Errorf("%d publishers open at once, want at most %d", cp.maxOpen, client.MaxPublishers)
 	}
 	if cp.open != 0 {
 		t.Errorf("%d publishers left open after close", cp.open)
@@ -221,7 +223,7 @@ func TestOutputQueueCreateRetried(t *testing.T) {
 	defer srv.Close()
 	settings := NewAppSettings(map[string]string{"AzureWebJobsStorage": "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;" +
 		"AccountKey=Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==;QueueEndpoint=" + srv.URL + "/devstoreaccount1"})
-	o := &outputs{settings: settings, azure: newAzureOpener(settings), pubs: map[string]*outPublisher{}}
+	o := testOutputs(t, settings)
 	p := planned{target: target{output: "out", name: "results", connection: "Storage", storage: true}, body: []byte("x")}
 	ctx := context.Background()
 	if err := o.publish(ctx, p); err == nil {
@@ -255,4 +257,15 @@ func TestMissingQueueHintNamesTheSection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testOutputs returns the outputs of a host with no functions.
+func testOutputs(t *testing.T, settings *AppSettings) *outputs {
+	t.Helper()
+	o, err := newOutputs(DefaultConfig(), settings, newAzureOpener(settings), nil,
+		func(string, string) bindings.Encoding { return bindings.Base64 }, func(string, string) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o
 }

@@ -12,12 +12,14 @@ import (
 	"fmt"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/operations"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -50,6 +52,9 @@ type Options struct {
 	Open OpenFunc
 	// Middleware wraps every invocation, the first outermost.
 	Middleware []Middleware
+	// Operations keeps the background operation records (default: the
+	// store jobhost.operations names, opened on first use).
+	Operations operations.Store
 }
 
 // Host runs registered functions until its context ends.
@@ -62,6 +67,10 @@ type Host struct {
 	warnings  []string
 	outputs   *outputs
 	callbacks *callbacks
+	records   *records // nil: no operation records
+	settings  *AppSettings
+	registry  *functions.Registry
+	httpAddr  atomic.Pointer[string] // set by Run when the HTTP listener started
 	mws       []Middleware
 	// wakers maps "<connection>|<queue>" of Storage Queue listeners to
 	// their wake channels (fast wake).
@@ -95,6 +104,8 @@ func New(o Options) (*Host, error) {
 	h := &Host{cfg: o.Config, funcs: funcs, logs: o.Logs,
 		log: o.Logs.Category(CategoryHost), open: o.Open, mws: o.Middleware}
 	h.callbacks = newCallbacks(o.Config.Callbacks, o.Logs.Category(CategoryCallbacks))
+	h.settings, h.registry = o.Settings, o.Registry
+	h.setupRecords(o.Operations, o.Settings)
 	var probs []Problem
 	for _, fc := range funcs {
 		if fc.CallbackURL != "" {
@@ -107,8 +118,9 @@ func New(o Options) (*Host, error) {
 		return nil, &ConfigError{Problems: probs}
 	}
 	az := newAzureOpener(o.Settings)
-	h.outputs = &outputs{settings: o.Settings, azure: az, pubs: map[string]*outPublisher{},
-		encoding: h.storageEncoding, wake: h.wake}
+	if h.outputs, err = newOutputs(o.Config, o.Settings, az, funcs, h.storageEncoding, h.wake); err != nil {
+		return nil, err
+	}
 	if h.open == nil {
 		if probs := az.check(funcs); len(probs) > 0 {
 			return nil, &ConfigError{Problems: probs}
@@ -194,7 +206,7 @@ func (h *Host) Run(ctx context.Context) error {
 				fmt.Sprintf("%s has no poison destination: name one in jobhost.functions.%s.poison", fc.Queue, fc.Name())}}}
 		}
 		l := newListener(fc, drv, h.logs, hard, h.mws)
-		l.outputs, l.callbacks = h.outputs, h.callbacks
+		l.outputs, l.callbacks, l.records = h.outputs, h.callbacks, h.records
 		if fc.URL == nil {
 			key := fc.Connection + "|" + fc.Queue
 			h.wakers[key] = append(h.wakers[key], l.wakeup)
@@ -205,6 +217,11 @@ func (h *Host) Run(ctx context.Context) error {
 	if len(listeners) == 0 {
 		return errors.New("every function is disabled")
 	}
+	h.runRecords(ctx)
+	srv, err := h.startHTTP()
+	if err != nil {
+		return err
+	}
 	var polling sync.WaitGroup
 	for _, l := range listeners {
 		h.log.Info("listening", zap.String("function", l.fc.Name()), zap.String("queue", l.fc.Queue),
@@ -214,6 +231,7 @@ func (h *Host) Run(ctx context.Context) error {
 	}
 	h.log.Info("host started", zap.Int("functions", len(listeners)))
 	<-ctx.Done()
+	srv.stopAccepting()
 	cleanupBy = h.shutdown(listeners, &polling, cancelHard)
 	return nil
 }

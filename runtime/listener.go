@@ -52,6 +52,7 @@ type listener struct {
 	call       Handler // the function, wrapped in the host's middleware; nil without any
 	outputs    *outputs
 	callbacks  *callbacks
+	records    *records      // nil: the host keeps no operation records
 	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
 	wakePoison func()        // wakes this host's listener of the poison queue, if any
 	poisoned   poisonedSet   // copied to poison, original not deleted
@@ -295,10 +296,21 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	case int(m.DequeueCount) > l.attempts():
 		runErr = fmt.Errorf("dequeue count %d is over the %d attempts allowed by maxDequeueCount or retry.maxRetryCount (an earlier attempt did not finish)", m.DequeueCount, l.attempts())
 		outcome = l.poison(m, id, runErr)
+		l.recordUnrun(m, payload, outcome, runErr)
 	case err != nil:
 		runErr = err
 		outcome = l.poison(m, id, runErr)
+		l.recordUnrun(m, nil, outcome, runErr)
 	default:
+		var opID string
+		opID, payload = l.operationOf(m, payload)
+		if opID != "" && l.records != nil {
+			if rec := l.records.begin(opID, int(m.DequeueCount)); rec != nil {
+				// Cancelled before it ran: it never runs.
+				outcome = l.completeCanceled(w.settle, m, id, opID, rec)
+				break
+			}
+		}
 		var targets map[string]target
 		if len(l.fc.Outputs) > 0 {
 			// Where the outputs go is known before the function runs: one
@@ -311,8 +323,17 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		// The lease is renewed from here until the message is settled,
 		// outputs included.
 		w.renewal.begin(m, start)
+		canceled := false
 		if runErr == nil {
-			runErr = l.invoke(view, id, payload, pending, w.renewal, start)
+			runErr, canceled = l.invoke(view, id, opID, payload, pending, w.renewal, start)
+		}
+		if canceled {
+			// A cancelled operation is never retried, whatever the
+			// function returned, and sends no outputs.
+			w.renewal.end()
+			outcome = l.completeCanceled(w.settle, m, id, opID, nil)
+			runErr = errOperationCanceled
+			break
 		}
 		if runErr == nil && pending != nil {
 			// Outputs go only after success, and before the trigger message
@@ -325,6 +346,9 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 		}
 		w.renewal.end() // waits for a renewal under way: settlement uses the latest receipt
 		outcome = l.settle(w.settle, m, id, runErr)
+		if opID != "" {
+			l.recordOutcome(opID, m, outcome, runErr, pending)
+		}
 	}
 	l.logResult(id, m, outcome, runErr, start)
 	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
@@ -385,12 +409,19 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 
 // invoke calls the function with its lease renewed, its timeout applied and
 // panics recovered.
-func (l *listener) invoke(view *triggers.Message, id string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error) {
+// For an operation (opID set) it reports whether the operation was
+// cancelled while the function ran.
+func (l *listener) invoke(view *triggers.Message, id, opID string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error, canceled bool) {
 	ctx := l.hard
 	if t := l.fc.FunctionTimeout; t > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, t)
 		defer cancel()
+	}
+	if opID != "" {
+		var untrack func() bool
+		ctx, untrack = l.operationContext(ctx, opID)
+		defer func() { canceled = untrack() }()
 	}
 	ctx = invocation.With(ctx, l.user, id)
 	if pending != nil {
@@ -407,6 +438,11 @@ func (l *listener) invoke(view *triggers.Message, id string, payload []byte, pen
 			err = fmt.Errorf("panic: %v", r)
 		}
 	}()
+	return l.call1(ctx, view, id, payload, start), false
+}
+
+// call1 calls the function once, through the middleware if any.
+func (l *listener) call1(ctx context.Context, view *triggers.Message, id string, payload []byte, start time.Time) (err error) {
 	if l.call != nil {
 		err = l.call(ctx, &Invocation{ID: id, Function: l.fc, Message: view, Payload: payload, Start: start})
 	} else {

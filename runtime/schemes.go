@@ -47,25 +47,9 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 	})
 }
 
-// OpenPublisher opens a publisher to the queue, subject or topic a URL
-// names, through its driver's registered publisher (outputs and the CLI's
-// send use it). connection names the app setting with the server URL
-// (empty: the driver's default); create lets the driver create a missing
-// queue or stream.
-func OpenPublisher(ctx context.Context, u *url.URL, connection string, create bool, settings *AppSettings) (triggers.Publisher, error) {
-	s, err := lookupScheme(u.Scheme)
-	if err != nil {
-		return nil, err
-	}
-	if s.Publisher == nil {
-		return nil, errors.New("the " + u.Scheme + ":// driver cannot publish")
-	}
-	return s.Publisher(ctx, u, triggers.OpenOptions{Lookup: settings.Lookup, Connection: connection, Prefetch: 1, CreateIfMissing: create})
-}
-
 // OpenPoison opens the poison administration of a subscription URL through
 // its driver's registered opener. poison overrides the poison destination
-// (a function's poison setting); connection is as for OpenPublisher.
+// (a function's poison setting); connection names the app setting with the server URL (empty: the driver's default).
 func OpenPoison(ctx context.Context, u *url.URL, connection, poison string, settings *AppSettings) (triggers.PoisonAdmin, error) {
 	s, err := lookupScheme(u.Scheme)
 	if err != nil {

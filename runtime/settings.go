@@ -2,7 +2,6 @@ package runtime
 
 import (
 	"errors"
-	"fmt"
 	"maps"
 	"os"
 	"slices"
@@ -10,6 +9,8 @@ import (
 	"strings"
 
 	"github.com/tailscale/hujson"
+
+	"github.com/jobhost/jobhost/bindings"
 )
 
 // AppSettings are the host's app settings, as Azure Functions keeps them: the
@@ -163,33 +164,8 @@ func (s *AppSettings) Names() []string {
 }
 
 // Expand replaces each %Name% in expr with the app setting Name. An unset
-// setting or an unclosed % is an error naming it.
+// setting or an unclosed % is an error naming it (see
+// bindings.ExpandSettings, which the client shares).
 func (s *AppSettings) Expand(expr string) (string, error) {
-	if !strings.Contains(expr, "%") {
-		return expr, nil
-	}
-	var b strings.Builder
-	rest := expr
-	for {
-		i := strings.IndexByte(rest, '%')
-		if i < 0 {
-			b.WriteString(rest)
-			return b.String(), nil
-		}
-		j := strings.IndexByte(rest[i+1:], '%')
-		if j < 0 {
-			return "", fmt.Errorf("%q has an unclosed %% (write %%SettingName%%)", expr)
-		}
-		name := rest[i+1 : i+1+j]
-		if name == "" {
-			return "", fmt.Errorf("%q has an empty %%%% expression", expr)
-		}
-		v, ok := s.Lookup(name)
-		if !ok {
-			return "", fmt.Errorf("app setting %s is not set (used in %q)", name, expr)
-		}
-		b.WriteString(rest[:i])
-		b.WriteString(v)
-		rest = rest[i+2+j:]
-	}
+	return bindings.ExpandSettings(expr, s.Lookup)
 }

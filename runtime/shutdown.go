@@ -133,6 +133,12 @@ func (h *Host) cleanup(listeners []*listener, by time.Time) {
 		}
 		ctx, cancel := context.WithDeadline(context.Background(), drainBy)
 		defer cancel()
+		if h.records != nil {
+			// Final record writes post callbacks: they go first.
+			if err := h.records.close(ctx); err != nil {
+				h.log.Warn("closing the operations store", zap.Error(err))
+			}
+		}
 		h.callbacks.Close(ctx)
 	})
 	closed := make(chan struct{})

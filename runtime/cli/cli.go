@@ -69,6 +69,8 @@ commands:
   peek        show messages without dequeuing them:  peek --queue Q [-n N]
   queues      list the account's Storage Queues with message counts, poison queues marked
   poison      poison messages:  poison list|requeue|purge --queue Q  (see poison --help)
+  operations  background operation records:  operations list|show ID|cancel ID|purge|migrate
+              (see operations --help)
 
 common flags (after the command):
   --host-json F   host.json to read (default host.json; missing means defaults)
@@ -105,6 +107,8 @@ func Run(ctx context.Context, e Env) int {
 		return c.queues(ctx)
 	case "poison":
 		return c.poison(ctx)
+	case "operations":
+		return c.operations(ctx)
 	}
 	fmt.Fprintf(e.Stderr, "jobhost: unknown command %q\n", c.name)
 	fmt.Fprintf(e.Stderr, usage, prog)

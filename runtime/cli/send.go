@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,9 +11,11 @@ import (
 	"os"
 	"sort"
 	"strings"
-	"unicode/utf8"
+	"time"
 
 	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/client"
+	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/internal/redact"
 	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
@@ -31,17 +34,30 @@ func (q *queueFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&q.encoding, "encoding", "", "base64 or none (default: the queue's function setting, else host.json)")
 }
 
-// target is the queue a send or peek addresses.
-type target struct {
-	pub   triggers.Publisher
-	azure *azurequeue.Driver // nil for a URL
-	name  string
+// expandQueue resolves --queue's %Setting% expressions and refuses the
+// in-process schemes, which another process cannot reach.
+func (c *command) expandQueue(q *queueFlags, settings *runtime.AppSettings) (string, bool) {
+	name, err := bindings.ExpandSettings(q.queue, settings.Lookup)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, err)
+		return "", false
+	}
+	if scheme, _, ok := strings.Cut(name, "://"); ok && (scheme == "mem" || scheme == memqueue.Scheme) {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %s:// queues live inside one process; the CLI, another process, cannot reach them (send from the worker itself)\n", c.name, scheme)
+		return "", false
+	}
+	return name, true
+}
+
+// peekTarget is the Storage Queue peek looks at.
+type peekTarget struct {
+	azure *azurequeue.Driver
 	enc   bindings.Encoding
 }
 
-// openQueue resolves the queue (a Storage Queue name or a subscription URL)
-// and its encoding, and opens its publisher (a Storage Queue's driver).
-func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) {
+// openQueue resolves peek's Storage Queue and its encoding (the function
+// bound to it decides, else host.json), and opens its driver.
+func (c *command) openQueue(q *queueFlags) (*peekTarget, bool) {
 	if q.queue == "" {
 		fmt.Fprintf(c.Stderr, "jobhost %s: --queue is required\n", c.name)
 		return nil, false
@@ -51,54 +67,37 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 		return nil, false
 	}
 	settings = settings.WithDefaults(c.Registry.SettingDefaults())
-	name, err := settings.Expand(q.queue)
-	if err != nil {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, err)
+	name, ok := c.expandQueue(q, settings)
+	if !ok {
 		return nil, false
 	}
-	var u *url.URL
 	if strings.Contains(name, "://") {
-		if u, err = url.Parse(name); err != nil {
+		u, err := url.Parse(name)
+		if err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: not a valid URL\n", c.name)
 			return nil, false
 		}
-		if u.Scheme == "mem" || u.Scheme == memqueue.Scheme {
-			fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %s:// queues live inside one process; the CLI, another process, cannot reach them (send from the worker itself)\n", c.name, u.Scheme)
-			return nil, false
-		}
-	} else if name = strings.ToLower(name); azurequeue.ValidateQueueName(name) != nil {
+		fmt.Fprintf(c.Stderr, "jobhost %s: %s: peek works on Storage Queues only; brokers dequeue to look\n", c.name, redact.DisplayURL(u))
+		return nil, false
+	}
+	if name = strings.ToLower(name); azurequeue.ValidateQueueName(name) != nil {
 		fmt.Fprintf(c.Stderr, "jobhost %s: --queue: %v\n", c.name, azurequeue.ValidateQueueName(name))
 		return nil, false
 	}
-	t := &target{name: name, enc: cfg.Queues.MessageEncoding}
-	if u != nil {
-		t.enc = cfg.PubSub.MessageEncoding
-	}
-	// A function bound to this queue decides how its messages are encoded.
+	t := &peekTarget{enc: cfg.Queues.MessageEncoding}
 	if funcs, _, err := runtime.ResolveFunctions(cfg, c.Registry, settings); err == nil {
 		for _, fc := range funcs {
-			if fc.Queue == name || (u != nil && fc.URL != nil && fc.URL.String() == u.String()) {
+			if fc.URL == nil && fc.Queue == name {
 				t.enc = fc.Queues.MessageEncoding
 			}
 		}
 	}
 	if q.encoding != "" {
+		var err error
 		if t.enc, err = bindings.ParseEncoding(q.encoding); err != nil {
 			fmt.Fprintf(c.Stderr, "jobhost %s: --encoding: %v\n", c.name, err)
 			return nil, false
 		}
-	}
-	if u != nil {
-		t.name = redact.DisplayURL(u)
-		if c.name == "peek" {
-			fmt.Fprintf(c.Stderr, "jobhost peek: %s: peek works on Storage Queues only; brokers dequeue to look\n", t.name)
-			return nil, false
-		}
-		if t.pub, err = runtime.OpenPublisher(ctx, u, q.connection, true, settings); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost %s: %s\n", c.name, redactText(err.Error()))
-			return nil, false
-		}
-		return t, true
 	}
 	conn := q.connection
 	if conn == "" {
@@ -110,19 +109,17 @@ func (c *command) openQueue(ctx context.Context, q *queueFlags) (*target, bool) 
 		return nil, false
 	}
 	t.azure = azurequeue.New(svc, name, azurequeue.Options{})
-	t.pub = t.azure
 	return t, true
 }
 
-// maxMessageBytes is the Storage Queue limit on a stored message.
-const maxMessageBytes = 64 * 1024
-
-const sendHelp = `usage: %s send --queue Q (--json TEXT | --file F) [--encoding base64|none] [--connection NAME]
+const sendHelp = `usage: %s send --queue Q (--json TEXT | --file F) [--encoding base64|none] [--connection NAME] [--delay D]
 
 Enqueues one message. Q is a Storage Queue name or a subscription URL
 (rabbit://, nats://, azuresb://, ...) and may use %%Setting%%. The payload
 is encoded as the queue's messageEncoding says (the function bound to Q,
-else host.json) unless --encoding says otherwise.
+else host.json) unless --encoding says otherwise. The message goes out
+through the same client as the host's output bindings and web apps
+(package client), with the same checks.
 
 A missing destination is created, as a function's outputs create theirs,
 whatever extensions.queues/pubsub createQueues says: a Storage Queue, a
@@ -131,7 +128,15 @@ queue). Service Bus entities and the gocloud brokers' topics must exist.
 
 A Storage Queue message is XML text: under --encoding none a payload that
 is not valid UTF-8, or holds characters XML cannot carry, is refused (exit
-2; send it base64). Brokers carry the bytes exactly.
+2; send it base64). Brokers carry the bytes exactly. A Storage Queue
+message is at most 64 KiB after encoding; a larger one is refused (exit 2)
+before anything is sent.
+
+--delay D (30s, 5m, 2h) keeps the message invisible to receivers for D: a
+Storage Queue's visibility timeout (at most 7 days), Service Bus's
+scheduled enqueue time, RabbitMQ's delay queue (about 49 days). Brokers
+that cannot delay a message (NATS JetStream, the gocloud brokers) refuse
+it (exit 2).
 
 flags:
 `
@@ -139,10 +144,12 @@ flags:
 func (c *command) send(ctx context.Context) int {
 	var q queueFlags
 	var text, file string
+	var delay time.Duration
 	if !c.parse(func(fs *flag.FlagSet) {
 		q.add(fs)
 		fs.StringVar(&text, "json", "", "the message, as JSON text")
 		fs.StringVar(&file, "file", "", "a file holding the message")
+		fs.DurationVar(&delay, "delay", 0, "keep the message invisible for this long (30s, 5m); brokers that cannot delay refuse")
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), sendHelp, "jobhost")
 			fs.PrintDefaults()
@@ -154,6 +161,9 @@ func (c *command) send(ctx context.Context) int {
 	switch {
 	case (text == "") == (file == ""):
 		fmt.Fprintln(c.Stderr, "jobhost send: give exactly one of --json TEXT or --file F")
+		return ExitUsage
+	case delay < 0:
+		fmt.Fprintf(c.Stderr, "jobhost send: --delay must not be negative, got %s\n", delay)
 		return ExitUsage
 	case text != "":
 		if !json.Valid([]byte(text)) {
@@ -169,55 +179,86 @@ func (c *command) send(ctx context.Context) int {
 		}
 		payload = b
 	}
-	t, ok := c.openQueue(ctx, &q)
+	if q.queue == "" {
+		fmt.Fprintln(c.Stderr, "jobhost send: --queue is required")
+		return ExitUsage
+	}
+	cfg, settings, ok := c.load()
 	if !ok {
 		return ExitUsage
 	}
-	defer t.pub.Close()
-	body := t.enc.Encode(payload)
-	if t.azure != nil {
-		if t.enc == bindings.None {
-			if why := notXMLText(payload); why != "" {
-				fmt.Fprintf(c.Stderr, "jobhost send: the message cannot go to a Storage Queue as it is (messageEncoding none): %s; a queue message is XML text, which would not keep these bytes: send it with --encoding base64\n", why)
-				return ExitUsage
-			}
-		}
-		if len(body) > maxMessageBytes {
-			fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", len(body), t.enc, maxMessageBytes)
+	settings = settings.WithDefaults(c.Registry.SettingDefaults())
+	name, ok := c.expandQueue(&q, settings)
+	if !ok {
+		return ExitUsage
+	}
+	var opts []client.SendOption
+	var enc bindings.Encoding
+	if q.encoding != "" {
+		var err error
+		if enc, err = bindings.ParseEncoding(q.encoding); err != nil {
+			fmt.Fprintf(c.Stderr, "jobhost send: --encoding: %v\n", err)
 			return ExitUsage
 		}
-		if err := t.azure.Create(ctx); err != nil {
-			fmt.Fprintf(c.Stderr, "jobhost send: creating queue %s: %s\n", t.name, redactText(err.Error()))
-			return ExitFailed
-		}
+		opts = append(opts, client.Encoding(enc))
 	}
-	id, err := t.pub.Publish(ctx, body, nil)
+	if delay > 0 {
+		opts = append(opts, client.Delay(delay))
+	}
+	// The functions bound to the queue decide its encoding; a registry with
+	// problems still sends, by host.json's rule.
+	copts, err := runtime.ClientOptions(cfg, settings, c.Registry)
 	if err != nil {
+		copts, _ = runtime.ClientOptions(cfg, settings, &functions.Registry{})
+	}
+	cl, err := client.New(copts)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", redactText(err.Error()))
+		return ExitUsage
+	}
+	defer cl.Close()
+	t, err := client.ParseTarget(name, q.connection)
+	if err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost send: --queue: %s\n", redactText(err.Error()))
+		return ExitUsage
+	}
+	if err := cl.Open(ctx, t); err != nil {
+		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", redactText(err.Error()))
+		return ExitUsage
+	}
+	p, err := cl.Prepare(t, payload, opts...)
+	var notXML *client.NotXMLError
+	var tooLarge *client.TooLargeError
+	switch {
+	case errors.As(err, &notXML):
+		fmt.Fprintf(c.Stderr, "jobhost send: the message cannot go to a Storage Queue as it is (messageEncoding none): %s; a queue message is XML text, which would not keep these bytes: send it with --encoding base64\n", notXML.Reason)
+		return ExitUsage
+	case errors.As(err, &tooLarge):
+		fmt.Fprintf(c.Stderr, "jobhost send: the message is %d bytes after %s encoding; a Storage Queue message is at most %d\n", tooLarge.Size, cmp.Or(enc, cl.EncodingFor(t)), tooLarge.Limit)
+		return ExitUsage
+	case err != nil:
+		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", redactText(err.Error()))
+		return ExitUsage
+	}
+	ids, err := cl.SendPrepared(ctx, p)
+	switch {
+	case errors.Is(err, client.ErrDelayUnsupported) || errors.Is(err, triggers.ErrDelayTooLong):
+		fmt.Fprintf(c.Stderr, "jobhost send: --delay: %s\n", redactText(err.Error()))
+		return ExitUsage
+	case err != nil:
 		fmt.Fprintf(c.Stderr, "jobhost send: %s\n", redactText(err.Error()))
 		return ExitFailed
 	}
+	id := ids[0]
 	if id == "" {
 		id = "a message"
 	}
-	fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, t.name, len(body), t.enc)
-	return ExitOK
-}
-
-// notXMLText says why p cannot travel as XML 1.0 text unchanged ("" when it
-// can): it must be valid UTF-8 of characters XML allows. The Storage Queue
-// client would put U+FFFD in place of the rest.
-func notXMLText(p []byte) string {
-	for i := 0; i < len(p); {
-		r, n := utf8.DecodeRune(p[i:])
-		if r == utf8.RuneError && n == 1 {
-			return fmt.Sprintf("byte %d (0x%02X) is not valid UTF-8", i, p[i])
-		}
-		if !(r == '\t' || r == '\n' || r == '\r' || r >= 0x20 && r <= 0xD7FF || r >= 0xE000 && r <= 0xFFFD || r >= 0x10000) {
-			return fmt.Sprintf("character %U at byte %d is not allowed in XML", r, i)
-		}
-		i += n
+	if delay > 0 {
+		fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s, invisible for %s)\n", id, t, p.Size(), p.Encoding(), delay)
+	} else {
+		fmt.Fprintf(c.Stdout, "sent %s to %s (%d bytes, %s)\n", id, t, p.Size(), p.Encoding())
 	}
-	return ""
+	return ExitOK
 }
 
 // peeked is one row of `peek --output json`.
@@ -245,11 +286,11 @@ func (c *command) peek(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost peek: -n must be from 1 to 32, got %d\n", n)
 		return ExitUsage
 	}
-	t, ok := c.openQueue(ctx, &q)
+	t, ok := c.openQueue(&q)
 	if !ok {
 		return ExitUsage
 	}
-	defer t.pub.Close()
+	defer t.azure.Close()
 	drv, enc := t.azure, t.enc
 	msgs, err := drv.Peek(ctx, n)
 	if err != nil {
