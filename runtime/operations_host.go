@@ -3,11 +3,13 @@ package runtime
 import (
 	"context"
 	"fmt"
+	"net"
 	"strings"
 	"time"
 
 	"go.uber.org/zap"
 
+	"github.com/jobhost/jobhost/client"
 	"github.com/jobhost/jobhost/internal/redact"
 	"github.com/jobhost/jobhost/operations"
 	// The default stores: Table Storage on the functions' Storage
@@ -109,27 +111,23 @@ func (h *Host) operationCompleted(rec *operations.Record) {
 	h.callbacks.PostJSON(rec.CallbackURL, p, rec.ID+"."+rec.Status.String())
 }
 
-// OperationCallback is the JSON body POSTed to an operation's callback URL
-// when it completes: Dataverse's background operation callback.
-type OperationCallback struct {
-	ID           string `json:"backgroundOperationId"`
-	State        int    `json:"backgroundOperationStateCode"`
-	Status       int    `json:"backgroundOperationStatusCode"`
-	StateName    string `json:"backgroundOperationStateName"`
-	StatusName   string `json:"backgroundOperationStatusName"`
-	ErrorCode    string `json:"backgroundOperationErrorCode,omitempty"`
-	ErrorMessage string `json:"backgroundOperationErrorMessage,omitempty"`
-	Location     string `json:"location,omitempty"`
-}
+// OperationCallback is the JSON body POSTed to an operation's callback
+// URL when it completes (client.OperationCallback, Dataverse's payload).
+type OperationCallback = client.OperationCallback
 
 // operationLocation is the status URL of operation id on this host's API,
 // or "" when it serves none.
 func (h *Host) operationLocation(id string) string {
 	base := h.cfg.HTTP.BaseURL
 	if base == "" && h.cfg.HTTP.Listen != "" {
-		addr := h.cfg.HTTP.Listen
-		if strings.HasPrefix(addr, ":") {
-			addr = "127.0.0.1" + addr
+		addr := h.HTTPAddr() // the port it got, where the setting says 0
+		if addr == "" {
+			addr = h.cfg.HTTP.Listen
+		}
+		if host, port, err := net.SplitHostPort(addr); err == nil {
+			if ip := net.ParseIP(host); host == "" || ip != nil && ip.IsUnspecified() {
+				addr = net.JoinHostPort("127.0.0.1", port) // all interfaces: loopback is one
+			}
 		}
 		base = "http://" + addr
 	}
