@@ -153,9 +153,13 @@ func SplitMeta(payload []byte) (m Meta, rest []byte, ok bool, err error) {
 	if end < 0 {
 		return Meta{}, payload, true, &Error{Reason: "the message's " + EnvelopeKey + " metadata is not a JSON object"}
 	}
-	if err := json.Unmarshal(body[start:end], &m); err != nil {
+	// Decoded into a variable of its own: taking m's address would move m
+	// to the heap on every call, messages without an envelope included.
+	meta := new(Meta)
+	if err := json.Unmarshal(body[start:end], meta); err != nil {
 		return Meta{}, payload, true, &Error{Reason: "the message's " + EnvelopeKey + " metadata cannot be read", Err: err}
 	}
+	m = *meta
 	after := body[end:]
 	next := skipSpace(after, 0)
 	switch {

@@ -53,6 +53,7 @@ type listener struct {
 	outputs    *outputs
 	callbacks  *callbacks
 	records    *records      // nil: the host keeps no operation records
+	noRecords  atomic.Bool   // the missing store was logged
 	wakeup     chan struct{} // fast wake: a function of this host wrote to the queue
 	wakePoison func()        // wakes this host's listener of the poison queue, if any
 	poisoned   poisonedSet   // copied to poison, original not deleted
@@ -304,6 +305,10 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	default:
 		var opID string
 		opID, payload = l.operationOf(m, payload)
+		if opID != "" && l.records == nil && l.noRecords.CompareAndSwap(false, true) {
+			l.log.Warn("messages carry background operations but this host keeps no operation records: they run, their records stay as submitted (set jobhost.operations.store)",
+				zap.String("operationId", opID))
+		}
 		if opID != "" && l.records != nil {
 			if rec := l.records.begin(opID, int(m.DequeueCount)); rec != nil {
 				// Cancelled before it ran: it never runs.
