@@ -13,17 +13,21 @@ $(AZURITE): package.json package-lock.json
 build:
 	$(GO) build -o bin/jobhost ./cmd/jobhost
 	$(GO) build -o bin/sitemodify-worker ./examples/sitemodify/worker
+	$(GO) build -o bin/sitemodify-web ./examples/sitemodify/web
 	$(GO) build -o bin/orders-worker ./examples/orders/worker
 	$(GO) build -o bin/longoperation-demo ./examples/longoperation/demo
 
-# Start Azurite on 127.0.0.1:10001 unless something listens there, run the
-# sitemodify example host and feed it sample messages (one of them invalid,
-# so it is retried and poisoned). Ctrl-C stops what this started.
+# Start Azurite (queues on 127.0.0.1:10001, tables on 10002) unless something
+# listens there, run the sitemodify example host and feed it sample messages
+# (one of them invalid, so it is retried and poisoned), walk through a
+# background operation on its HTTP API (127.0.0.1:7071) with curl, and start
+# the web front (127.0.0.1:8080). Ctrl-C stops what this started.
 run: $(AZURITE) build
 	@bash examples/sitemodify/run.sh
 
-# The bot pattern: a queued long operation whose completion is POSTed to the
-# caller's callback endpoint.
+# The bot pattern on the operations API (127.0.0.1:7072): a bot submits long
+# operations with its callback URL, polls, waits, cancels one, and verifies
+# the signed completion callbacks.
 run-longoperation: $(AZURITE) build
 	@bash examples/longoperation/run.sh
 

@@ -1,8 +1,11 @@
 // Package longoperation is the bot pattern: a chat bot or API cannot keep a
-// request open while a long operation runs, so it queues the operation with
-// a callback URL and answers at once; RunLongOperation does the work and the
-// host POSTs the completion (status, output, timings) to the callback when
-// the message is finally settled — succeeded, or poisoned.
+// request open while a long operation runs, so it submits the operation to
+// the host's operations API (POST /api/operations/RunLongOperation) with a
+// callback URL and answers its user at once with the operation's id. The
+// host queues it; RunLongOperation does the work, reporting its progress at
+// each step; the bot polls the record (GET), waits for it (Prefer: wait=N)
+// or cancels it (DELETE), and the host POSTs a signed completion notice to
+// the callback URL when it succeeded, failed or was cancelled.
 package longoperation
 
 import (
@@ -23,51 +26,67 @@ const QueueSetting = "LongOperationQueue"
 // DefaultQueue is the request queue when QueueSetting is not set.
 const DefaultQueue = "long-operations"
 
-// Request is a queued long operation.
+// Request is a long operation's input.
 type Request struct {
-	OperationID string `json:"operationId"`
 	// Steps is how many steps of StepMs the operation takes.
 	Steps  int `json:"steps"`
 	StepMs int `json:"stepMs"`
-	// CallbackURL receives the completion notice (the host must allow it
-	// in jobhost.callbacks.allowedHosts).
-	CallbackURL string `json:"callbackUrl"`
 }
 
-// Result is the operation's output, carried in the callback.
+// Progress is what RunLongOperation reports after each step, for callers
+// polling the operation's record.
+type Progress struct {
+	Step int `json:"step"`
+	Of   int `json:"of"`
+}
+
+// Result is the operation's output, kept in its record.
 type Result struct {
 	OperationID string `json:"operationId"`
 	Steps       int    `json:"steps"`
 }
 
-func init() { Register(functions.Default) }
+// RunLongOperationRef names RunLongOperation, registered in
+// functions.Default, for the client's typed calls (client.Start).
+var RunLongOperationRef = Register(functions.Default)
 
-// Register adds RunLongOperation to r: its return value goes into the
-// completion callback posted to the request's callbackUrl.
-func Register(r *functions.Registry) {
+// Register adds RunLongOperation to r and returns its Ref: its return value
+// goes into the operation's record.
+func Register(r *functions.Registry) functions.Ref[Request] {
 	r.SettingDefault(QueueSetting, DefaultQueue)
-	functions.AddResult(r, "RunLongOperation", functions.QueueTrigger("%"+QueueSetting+"%"), "", RunLongOperation,
-		functions.CallbackFromField("callbackUrl"))
+	return functions.AddResult(r, "RunLongOperation", functions.QueueTrigger("%"+QueueSetting+"%"), "", RunLongOperation)
 }
 
-// RunLongOperation works through the steps, honouring cancellation. An
-// operation without an id can never succeed and is poisoned at once (the
-// callback still reports it).
+// RunLongOperation works through the steps, reporting progress after each
+// (functions.Progress), and stops as soon as its context is cancelled: a
+// DELETE on the operation, a timeout or the host's shutdown. Negative
+// steps can never succeed: the operation fails at once
+// (functions.Permanent), without retries.
 func RunLongOperation(ctx context.Context, req Request, msg *triggers.Message) (Result, error) {
-	if req.OperationID == "" {
-		return Result{}, functions.Permanent(errors.New("operationId is required"))
-	}
 	if req.Steps < 0 || req.StepMs < 0 {
-		return Result{}, functions.Permanent(fmt.Errorf("operation %s: steps and stepMs must not be negative", req.OperationID))
+		return Result{}, functions.Permanent(errors.New("steps and stepMs must not be negative"))
 	}
 	log := functions.Logger(ctx)
+	id := functions.OperationID(ctx)
+	report := func(step int) {
+		// A message sent to the queue rather than submitted runs no
+		// operation: nobody polls its progress.
+		if err := functions.Progress(ctx, Progress{Step: step, Of: req.Steps}); err != nil && !errors.Is(err, functions.ErrNoOperation) {
+			log.Warn("progress not recorded", zap.Error(err))
+		}
+	}
+	report(0)
+	t := time.NewTimer(0)
+	defer t.Stop()
 	for i := 1; i <= req.Steps; i++ {
+		t.Reset(time.Duration(req.StepMs) * time.Millisecond)
 		select {
 		case <-ctx.Done():
-			return Result{}, ctx.Err()
-		case <-time.After(time.Duration(req.StepMs) * time.Millisecond):
+			return Result{}, fmt.Errorf("operation %q stopped after step %d of %d: %w", id, i-1, req.Steps, ctx.Err())
+		case <-t.C:
 		}
-		log.Info("step done", zap.String("operation", req.OperationID), zap.Int("step", i), zap.Int("of", req.Steps))
+		report(i)
+		log.Info("step done", zap.String("operation", id), zap.Int("step", i), zap.Int("of", req.Steps))
 	}
-	return Result{OperationID: req.OperationID, Steps: req.Steps}, nil
+	return Result{OperationID: id, Steps: req.Steps}, nil
 }

@@ -3,7 +3,9 @@
 // inside the HTTP request, and ProcessSiteModifyRequest picks it up.
 //
 // Importing the package registers the function in functions.Default; the
-// worker in ./worker runs it.
+// worker in ./worker runs it, and the web app in ./web submits requests to
+// it as background operations (client.Start with ProcessSiteModify) and
+// shows their records.
 package sitemodify
 
 import (
@@ -48,16 +50,21 @@ type SiteModifyRequest struct {
 	WorkMs int `json:"workMs,omitempty"`
 }
 
-func init() {
-	Register(functions.Default)
-}
+// ProcessSiteModify names ProcessSiteModifyRequest, registered in
+// functions.Default, for the client's typed calls: the web app starts a
+// background operation with
+//
+//	rec, err := client.Start(ctx, c, sitemodify.ProcessSiteModify, req)
+//
+// and the compiler checks that req is a SiteModifyRequest.
+var ProcessSiteModify = Register(functions.Default)
 
 // Register adds ProcessSiteModifyRequest to r, its result bound to the
-// results queue.
-func Register(r *functions.Registry) {
+// results queue, and returns its Ref.
+func Register(r *functions.Registry) functions.Ref[SiteModifyRequest] {
 	r.SettingDefault(QueueSetting, DefaultQueue)
 	r.SettingDefault(ResultsSetting, DefaultResultsQueue)
-	functions.AddResult(r, "ProcessSiteModifyRequest", functions.QueueTrigger("%"+QueueSetting+"%"),
+	return functions.AddResult(r, "ProcessSiteModifyRequest", functions.QueueTrigger("%"+QueueSetting+"%"),
 		"%"+ResultsSetting+"%", ProcessSiteModifyRequest)
 }
 

@@ -46,7 +46,10 @@ func TestHonoursCancellation(t *testing.T) {
 
 func TestRegistersWithDefaultQueue(t *testing.T) {
 	r := &functions.Registry{}
-	Register(r)
+	ref := Register(r)
+	if ref.Name() != "ProcessSiteModifyRequest" || ProcessSiteModify != ref {
+		t.Errorf("Register returned %q; ProcessSiteModify is %q", ref.Name(), ProcessSiteModify.Name())
+	}
 	defs := r.Functions()
 	if len(defs) != 1 || defs[0].Name != "ProcessSiteModifyRequest" || defs[0].Trigger.Queue != "%SiteModifyQueue%" ||
 		len(defs[0].Settings.Outputs) != 1 || defs[0].Settings.Outputs[0].Target != "%SiteModifyResultsQueue%" {
