@@ -60,6 +60,10 @@ fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadConfig$$' -fuzztime=$(FUZZTIME) ./runtime
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTimeSpan$$' -fuzztime=$(FUZZTIME) ./runtime
 	$(GO) test -run='^$$' -fuzz='^FuzzBind$$' -fuzztime=$(FUZZTIME) ./bindings
+	$(GO) test -run='^$$' -fuzz='^FuzzMetaEnvelope$$' -fuzztime=$(FUZZTIME) ./bindings
+	$(GO) test -run='^$$' -fuzz='^FuzzPrefer$$' -fuzztime=$(FUZZTIME) ./operations/httpapi
+	$(GO) test -run='^$$' -fuzz='^FuzzListQuery$$' -fuzztime=$(FUZZTIME) ./operations/httpapi
+	$(GO) test -run='^$$' -fuzz='^FuzzRequest$$' -fuzztime=$(FUZZTIME) ./operations/httpapi
 
 # Benchmarks (bench/ is its own module; method and results in
 # docs/performance.md): jobhost against plain client loops and Watermill on

@@ -1,10 +1,14 @@
 package httpapi
 
 import (
+	"encoding/json"
 	"errors"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jobhost/jobhost/operations"
 )
@@ -93,4 +97,62 @@ func FuzzListQuery(f *testing.F) {
 			t.Fatalf("the key parameter is in %q", enc)
 		}
 	})
+}
+
+// FuzzRequest: any request — method, path, query, headers, body — gets an
+// answer, never a panic or a 500, and every 4xx is the JSON error shape.
+func FuzzRequest(f *testing.F) {
+	f.Add("POST", "/api/operations/Provision", "", "application/json", "", "", `{"title":"x"}`)
+	f.Add("POST", "/api/operations/Provision", "callbackUrl=http%3A%2F%2Fh", "application/json; charset=utf-8", "wait=1", "k1", `{"a":`)
+	f.Add("GET", "/api/operations", "status=Failed,30&limit=0&since=x", "", "", "", "")
+	f.Add("DELETE", "/api/operations/%00", "", "", "", "", "")
+	f.Add("PUT", "/api/operations/a/b/c", "code=", "text/plain", "respond-async", "\x7f", "\xff")
+	f.Fuzz(func(t *testing.T, method, path, query, ctype, prefer, idem, body string) {
+		if !validMethod(method) || !strings.HasPrefix(path, "/") || strings.ContainsAny(path, " ?#") {
+			return
+		}
+		h, err := New(Options{Operations: newFake("Provision"), MaxWait: time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		target := path
+		if query != "" {
+			target += "?" + query
+		}
+		req, err := http.NewRequest(method, "http://127.0.0.1"+target, strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.RemoteAddr = "127.0.0.1:1234"
+		for k, v := range map[string]string{"Content-Type": ctype, "Prefer": prefer, "Idempotency-Key": idem} {
+			if v != "" {
+				req.Header.Set(k, v)
+			}
+		}
+		w := httptest.NewRecorder()
+		h.ServeHTTP(w, req)
+		if w.Code >= 500 && w.Code != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s: %d %s", method, target, w.Code, w.Body)
+		}
+		if w.Code >= 400 {
+			var e struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.Unmarshal(w.Body.Bytes(), &e); err != nil || e.Error.Code == "" || e.Error.Message == "" {
+				t.Fatalf("%s %s: %d with a body that is not the error shape: %s", method, target, w.Code, w.Body)
+			}
+		}
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, c := range m {
+		if c < 'A' || c > 'Z' {
+			return false
+		}
+	}
+	return true
 }
