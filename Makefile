@@ -32,14 +32,14 @@ run-longoperation: $(AZURITE) build
 	@bash examples/longoperation/run.sh
 
 # The whole suite against real servers; tests start their own Azurite. The
-# host and the drivers (where concurrency lives) run under the race
+# host, the drivers, the client and the stores (where concurrency lives) run under the race
 # detector, the rest without it.
-RACE_PKGS := ./runtime/... ./triggers/...
+RACE_PKGS := ./runtime/... ./triggers/... ./client/... ./operations/...
 test: $(AZURITE)
 	$(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -count=1 -timeout 12m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers')
+	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers' -e '/client' -e '/operations')
 
 clean:
 	rm -rf bin
