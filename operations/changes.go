@@ -154,4 +154,12 @@ func SetProgress(v json.RawMessage) Change {
 
 // Forward reports whether to may follow from: statuses only move forward.
 // Stores need not call it (the Changes keep to it); tests do.
-func Forward(from, to Status) bool { return to.rank() >= from.rank() && !(from.Final() && to != from) }
+func Forward(from, to Status) bool {
+	switch {
+	case from.Final():
+		return to == from
+	case from == Canceling:
+		return to == Canceling || to == Canceled
+	}
+	return to.rank() >= from.rank()
+}

@@ -203,6 +203,11 @@ var (
 	// ErrCompleted: the change is refused because the operation completed
 	// (cancelling a succeeded operation).
 	ErrCompleted = errors.New("operation already completed")
+	// ErrInvalidCursor: List was given a cursor no List returned.
+	ErrInvalidCursor = errors.New("invalid cursor")
+	// ErrNotMigrated: the store's schema is missing or older than this
+	// build's ("jobhost operations migrate" applies it).
+	ErrNotMigrated = errors.New("operations store not migrated")
 )
 
 // Change is one change to a record: it edits r in place and reports
@@ -259,7 +264,8 @@ type Page struct {
 //     the record as stored afterwards (unchanged when change wrote
 //     nothing). ErrNotFound as for Get.
 //   - List returns a page of unexpired records matching q, ordered by ID,
-//     and a cursor for the next page.
+//     and a cursor for the next page; a cursor it did not return is an
+//     error wrapping ErrInvalidCursor.
 //   - Purge deletes at most limit records that expired before now and
 //     returns how many it deleted; a sweep calls it until it returns fewer
 //     than limit.

@@ -217,7 +217,9 @@ func (h *Host) Run(ctx context.Context) error {
 	if len(listeners) == 0 {
 		return errors.New("every function is disabled")
 	}
-	h.runRecords(ctx)
+	if err := h.runRecords(ctx); err != nil {
+		return err
+	}
 	srv, err := h.startHTTP()
 	if err != nil {
 		return err

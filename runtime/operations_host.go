@@ -2,6 +2,7 @@ package runtime
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -67,7 +68,7 @@ func OpenOperationsStore(ctx context.Context, cfg *Config, funcs []*FunctionConf
 		Migrate:    migrate,
 	})
 	if err != nil {
-		return nil, fmt.Errorf("operations store (%s): %s", kind, redact.All(err.Error()))
+		return nil, &redactedError{msg: fmt.Sprintf("operations store (%s): %s", kind, redact.All(err.Error())), err: err}
 	}
 	return s, nil
 }
@@ -141,11 +142,22 @@ func (h *Host) operationLocation(id string) string {
 // API.
 const OperationsPath = "/api/operations"
 
-// runRecords starts the record keeper and the purge sweep; the sweep ends
-// with ctx.
-func (h *Host) runRecords(ctx context.Context) {
+// runRecords opens the store and starts the record keeper and the purge
+// sweep; the sweep ends with ctx. A store whose schema is missing is a
+// configuration problem; one that cannot be reached is not (its writes
+// wait for it).
+func (h *Host) runRecords(ctx context.Context) error {
 	if h.records == nil {
-		return
+		return nil
+	}
+	octx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	_, err := h.records.getStore(octx)
+	cancel()
+	switch {
+	case errors.Is(err, operations.ErrNotMigrated):
+		return &ConfigError{Problems: []Problem{{"jobhost.operations", redact.All(err.Error())}}}
+	case err != nil:
+		h.records.outage(err)
 	}
 	h.records.start()
 	go func() {
@@ -171,9 +183,20 @@ func (h *Host) runRecords(ctx context.Context) {
 			}
 		}
 	}()
+	return nil
 }
 
 // unclosable is a store the host was given: its Close does nothing.
 type unclosable struct{ operations.Store }
 
 func (unclosable) Close() error { return nil }
+
+// redactedError is err with secrets taken out of its text; errors.Is and
+// As still see err.
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }

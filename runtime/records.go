@@ -55,6 +55,8 @@ const (
 	// operation was cancelled from elsewhere (an API in another process).
 	cancelPollInterval = time.Second
 	maxWriteBackoff    = 30 * time.Second
+	// cancelPollParallel bounds the store reads of one cancel poll.
+	cancelPollParallel = 8
 )
 
 // errOperationCanceled is the cause of a cancelled operation's context.
@@ -207,14 +209,21 @@ func (r *records) watchCancels() {
 			continue
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), cancelPollInterval)
-		s, err := r.getStore(ctx)
-		for _, id := range ids {
-			if err != nil || ctx.Err() != nil {
-				break
+		if s, err := r.getStore(ctx); err == nil {
+			// A few reads at a time: many running operations on a slow
+			// store are still each looked at about once a second.
+			sem := make(chan struct{}, cancelPollParallel)
+			var wg sync.WaitGroup
+			for _, id := range ids {
+				sem <- struct{}{}
+				wg.Go(func() {
+					defer func() { <-sem }()
+					if rec, gerr := s.Get(ctx, id); gerr == nil && (rec.Status == operations.Canceling || rec.Status == operations.Canceled) {
+						r.cancelLocal(id)
+					}
+				})
 			}
-			if rec, gerr := s.Get(ctx, id); gerr == nil && (rec.Status == operations.Canceling || rec.Status == operations.Canceled) {
-				r.cancelLocal(id)
-			}
+			wg.Wait()
 		}
 		cancel()
 	}

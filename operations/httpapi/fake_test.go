@@ -100,6 +100,9 @@ func (f *fakeOps) List(ctx context.Context, q operations.Query) (*operations.Pag
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.listed = append(f.listed, q)
+	if q.Cursor == "bogus" {
+		return nil, fmt.Errorf("fake: %w", operations.ErrInvalidCursor)
+	}
 	ids := make([]string, 0, len(f.recs))
 	for id := range f.recs {
 		ids = append(ids, id)

@@ -225,6 +225,9 @@ func (a *api) readError(w http.ResponseWriter, r *http.Request, id string, err e
 	case errors.Is(err, operations.ErrNotFound):
 		notFoundOperation(w)
 		return
+	case errors.Is(err, operations.ErrInvalidCursor):
+		writeError(w, http.StatusBadRequest, "cursor", "not a cursor a previous page returned (pass its next as it was)")
+		return
 	case r.Context().Err() != nil:
 		return
 	}

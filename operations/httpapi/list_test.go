@@ -165,3 +165,14 @@ func equalQuery(a, b listQuery) bool {
 	return a.Function == b.Function && slices.Equal(a.Statuses, b.Statuses) && (a.Statuses == nil) == (b.Statuses == nil) &&
 		a.None == b.None && a.Since.Equal(b.Since) && a.RunAs == b.RunAs && a.Limit == b.Limit && a.Cursor == b.Cursor
 }
+
+// A cursor the store did not make is the caller's mistake: 400 naming
+// cursor, not a 503 that says to try again.
+func TestListInvalidCursor(t *testing.T) {
+	e := newEnv(t, nil)
+	r := e.admin("GET", "/api/operations?cursor=bogus", "")
+	wantStatus(t, r, 400)
+	if !strings.Contains(string(r.body), `"field":"cursor"`) {
+		t.Fatalf("body %s", r.body)
+	}
+}

@@ -218,7 +218,7 @@ func (s *Store) List(ctx context.Context, q operations.Query) (*operations.Page,
 	}
 	if q.Cursor != "" {
 		if err := checkID("cursor", q.Cursor); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("%w: %w", operations.ErrInvalidCursor, err)
 		}
 	}
 	size := q.PageSize()

@@ -89,7 +89,7 @@ const MaxAttempts = 100
 var (
 	// ErrNotMigrated: the table does not exist or its schema is older than
 	// this build's; run the migrations ("jobhost operations migrate").
-	ErrNotMigrated = errors.New("pgstore: the operations table is not migrated")
+	ErrNotMigrated = fmt.Errorf("pgstore: %w", operations.ErrNotMigrated)
 	// ErrConflict: Update lost MaxAttempts races for one record in a row.
 	ErrConflict = errors.New("pgstore: too many conflicting writes")
 )

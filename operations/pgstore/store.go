@@ -268,7 +268,7 @@ func decodeCursor(c string) (string, error) {
 	b, err := base64.RawURLEncoding.DecodeString(c)
 	id, ok := strings.CutPrefix(string(b), cursorPrefix)
 	if err != nil || !ok || id == "" || text(id) != id {
-		return "", fmt.Errorf("pgstore: list: invalid cursor %q (pass back a Page.Next as it was returned)", c)
+		return "", fmt.Errorf("pgstore: list: %w %q (pass back a Page.Next as it was returned)", operations.ErrInvalidCursor, c)
 	}
 	return id, nil
 }

@@ -335,6 +335,8 @@ func testListBadCursor(t *testing.T, ctx context.Context, s *suite) {
 			p, err := st.List(ctx, operations.Query{Cursor: cursor})
 			if err == nil {
 				t.Errorf("List with cursor %s: %d records and no error, want an error", abbrev([]byte(cursor)), len(p.Records))
+			} else if !errors.Is(err, operations.ErrInvalidCursor) {
+				t.Errorf("List with cursor %s: %v, want an error wrapping operations.ErrInvalidCursor", abbrev([]byte(cursor)), err)
 			}
 		}()
 	}

@@ -102,7 +102,7 @@ var (
 	// ErrClosed: the store was closed.
 	ErrClosed = errors.New("tablestore: the store is closed")
 	// ErrBadCursor: List was given a cursor no List returned.
-	ErrBadCursor = errors.New("tablestore: invalid cursor")
+	ErrBadCursor = fmt.Errorf("tablestore: %w", operations.ErrInvalidCursor)
 )
 
 // Options configure a Store.

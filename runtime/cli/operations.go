@@ -39,7 +39,8 @@ reach. The postgres store must be linked into the program
 
   %[1]s operations list [--function F] [--status S[,S]] [--state T[,T]]
         [--since TIME|DURATION] [--limit N] [--cursor C] [--all] [--output table|json]
-      list records in id (creation) order, one page of --limit (default 50,
+      list records in id order (creation order, but for ids made from an
+      idempotency key), one page of --limit (default 50,
       at most 1000); when there are more it says the --cursor of the next
       page; --all follows every page (at most 100000 records). --status takes
       names or codes (WaitingForResources 0, InProgress 20, Canceling 22,
