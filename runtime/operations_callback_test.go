@@ -149,4 +149,3 @@ func TestTableStoreOutageMidRun(t *testing.T) {
 	default:
 	}
 }
-
