@@ -4,13 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"time"
 
 	gcpubsub "gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/mempubsub"
 
 	"github.com/jobhost/jobhost/bindings"
+	"github.com/jobhost/jobhost/client"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/operations"
 	"github.com/jobhost/jobhost/runtime"
 	"github.com/jobhost/jobhost/triggers"
 	_ "github.com/jobhost/jobhost/triggers/all" // the drivers the scenarios run, registered by import
@@ -36,6 +39,16 @@ type jobhost struct {
 	// mem:// only: the pre-filled topic and subscription the driver reads.
 	memTopic, memPoison *gcpubsub.Topic
 	memSub              *gcpubsub.Subscription
+
+	// Load specs only (ops.go): the counted store, the load generator,
+	// and what it sends through.
+	reg        *functions.Registry
+	store      *countingStore
+	gen        loadGen
+	postURL    string
+	http       *http.Client
+	client     *client.Client
+	sendTarget string
 }
 
 func (j *jobhost) prepare(ctx context.Context) error {
@@ -45,10 +58,12 @@ func (j *jobhost) prepare(ctx context.Context) error {
 	settings := map[string]string{}
 	var trigger functions.Trigger
 	var open runtime.OpenFunc
+	var target string // where LoadSend sends
 	switch s.System {
 	case proto.JobhostAzure:
 		settings["AzureWebJobsStorage"] = s.AzureConn
 		trigger = functions.QueueTrigger(s.Queue)
+		target = s.Queue
 	case proto.JobhostRabbit:
 		settings["RABBIT_SERVER_URL"] = s.RabbitURL
 		trigger = functions.SubscriptionTrigger("rabbit://" + s.Queue)
@@ -77,6 +92,7 @@ func (j *jobhost) prepare(ctx context.Context) error {
 	case proto.JobhostMemQueue:
 		// The queue a memqueue://bench trigger reads, pre-filled here.
 		trigger = functions.SubscriptionTrigger("memqueue://bench")
+		target = "memqueue://bench"
 		q := memqueue.Default.Queue("bench")
 		for i := range s.Prefill {
 			q.Send(workload.Body(i, time.Time{}), nil)
@@ -107,12 +123,31 @@ func (j *jobhost) prepare(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	j.host, err = runtime.New(runtime.Options{Registry: reg, Config: cfg, Settings: runtime.NewAppSettings(settings),
-		Logs: logs, Open: open})
-	return err
+	var store operations.Store
+	if s.Load != "" {
+		if target == "" {
+			return fmt.Errorf("jobhost: load %q needs memqueue:// or a Storage Queue", s.Load)
+		}
+		if store, err = j.prepareLoad(ctx, cfg); err != nil {
+			return err
+		}
+	}
+	j.reg = reg
+	appSettings := runtime.NewAppSettings(settings)
+	j.host, err = runtime.New(runtime.Options{Registry: reg, Config: cfg, Settings: appSettings,
+		Logs: logs, Open: open, Operations: store})
+	if err != nil || s.Load == "" {
+		return err
+	}
+	return j.runLoadHost(ctx, cfg, appSettings, target)
 }
 
 func (j *jobhost) start(ctx context.Context) error {
+	if j.spec.Load != "" && j.done != nil {
+		// The host runs since prepare: GO starts the load.
+		j.startLoad(ctx)
+		return nil
+	}
 	ctx, j.cancel = context.WithCancel(ctx)
 	j.done = make(chan error, 1)
 	go func() { j.done <- j.host.Run(ctx) }()
@@ -120,8 +155,12 @@ func (j *jobhost) start(ctx context.Context) error {
 }
 
 func (j *jobhost) stop() error {
+	j.gen.stop()
 	j.cancel()
 	err := <-j.done
+	if j.client != nil {
+		j.client.Close()
+	}
 	if errors.Is(err, context.Canceled) {
 		err = nil
 	}

@@ -41,6 +41,7 @@ type counts struct {
 	scaleRabbit, scaleAzure  int64
 	scaleNATS                int64
 	natsHosts                []int // NATS scale-out (f3): cheap enough for 4 in quick too
+	opsMem, opsAzure         int64 // g: operations (and plain sends) per run
 }
 
 // defaultBT keeps every jobhost host at 16 messages in flight: a poll asks
@@ -56,15 +57,15 @@ type counts struct {
 var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue": {8, 8}, "rabbit": {4, 12}, "nats": {4, 12}}
 
 var (
-	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}}
-	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}}
+	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}, opsMem: 50_000, opsAzure: 1000}
+	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}, opsMem: 20_000, opsAzure: 300}
 )
 
 // Main runs the benchmark; it returns the exit status.
 func Main(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	q := fs.Bool("quick", false, "reduced counts (make bench-quick)")
-	scen := fs.String("scenarios", "a,b,c,d,e,f", "scenarios to run (comma-separated: a..f; f3 alone is f's NATS part)")
+	scen := fs.String("scenarios", "a,b,c,d,e,f,g", "scenarios to run (comma-separated: a..g; f3 alone is f's NATS part, g1 or g2 one half of g)")
 	out := fs.String("out", "results/latest.json", "where to write the JSON results (a .md table goes beside it)")
 	root := fs.String("root", "", "the jobhost module root (default: the nearest parent of the working directory with node_modules/.bin/azurite-queue)")
 	rabbitURL := fs.String("rabbit", envOr("RABBIT_SERVER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ server URL")
@@ -138,8 +139,12 @@ func Main(args []string) int {
 		{"e", b.scenarioLatency},
 		{"f", func() []*Scenario { return append(b.scenarioScaleOut(), b.scenarioScaleOutNATS()) }},
 		{"f3", func() []*Scenario { return []*Scenario{b.scenarioScaleOutNATS()} }},
+		{"g", b.scenarioOps},
 	}
 	for _, st := range steps {
+		if st.id == "g" && (b.only["g1"] || b.only["g2"]) {
+			b.only["g"] = true
+		}
 		if !b.only[st.id] || st.id == "f3" && b.only["f"] {
 			continue
 		}

@@ -189,7 +189,8 @@ func (c *capBuffer) tail() string {
 	return strings.TrimSpace(string(c.b))
 }
 
-// azurite is a fresh in-memory Azurite queue service on a free port.
+// azurite is a fresh in-memory Azurite queue (or table) service on a free
+// port.
 type azurite struct {
 	Port int
 	Conn string
@@ -209,8 +210,20 @@ func azuriteConn(port int) string {
 		azuriteAccount, azuriteKey, port, azuriteAccount)
 }
 
-func startAzurite(root string) (*azurite, error) {
-	bin := filepath.Join(root, "node_modules", ".bin", "azurite-queue")
+func azuriteTableConn(port int) string {
+	return fmt.Sprintf("DefaultEndpointsProtocol=http;AccountName=%s;AccountKey=%s;TableEndpoint=http://127.0.0.1:%d/%s",
+		azuriteAccount, azuriteKey, port, azuriteAccount)
+}
+
+func startAzurite(root string) (*azurite, error) { return startAzuriteService(root, "queue") }
+
+// startAzuriteTable starts a fresh in-memory Azurite table service on a
+// free port; its Conn names the TableEndpoint.
+func startAzuriteTable(root string) (*azurite, error) { return startAzuriteService(root, "table") }
+
+// startAzuriteService starts azurite-<service> ("queue" or "table").
+func startAzuriteService(root, service string) (*azurite, error) {
+	bin := filepath.Join(root, "node_modules", ".bin", "azurite-"+service)
 	if _, err := os.Stat(bin); err != nil {
 		return nil, fmt.Errorf("azurite not installed (%s): run npm ci in %s (make bench does)", bin, root)
 	}
@@ -223,7 +236,10 @@ func startAzurite(root string) (*azurite, error) {
 		return nil, err
 	}
 	a := &azurite{Port: port, Conn: azuriteConn(port), dir: dir, out: &capBuffer{}, done: make(chan struct{})}
-	a.cmd = exec.Command(bin, "--queueHost", "127.0.0.1", "--queuePort", strconv.Itoa(port),
+	if service == "table" {
+		a.Conn = azuriteTableConn(port)
+	}
+	a.cmd = exec.Command(bin, "--"+service+"Host", "127.0.0.1", "--"+service+"Port", strconv.Itoa(port),
 		"--inMemoryPersistence", "--disableTelemetry", "--silent")
 	a.cmd.Dir = dir
 	a.cmd.Stdout, a.cmd.Stderr = a.out, a.out

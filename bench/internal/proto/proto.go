@@ -86,6 +86,49 @@ type Spec struct {
 	// CPUProfile, when set, is a file the child writes a pprof CPU profile
 	// of the measured window to.
 	CPUProfile string `json:"cpuProfile,omitempty"`
+
+	// Load, for jobhost on memqueue:// or a Storage Queue, makes the child
+	// generate its own messages after GO instead of consuming a pre-filled
+	// queue: LoadSubmit POSTs Target operations to the host's own API
+	// (jobhost.http.listen on a loopback port), LoadSend sends Target
+	// messages with client.Send; Concurrency requests at a time either
+	// way. The host runs (API up, store warmed) before READY and has an
+	// operations store wrapped in a counter in both cases: TableConn names
+	// Azurite's table service for the table store, "" means memstore.
+	Load      string `json:"load,omitempty"`
+	TableConn string `json:"tableConn,omitempty"`
+}
+
+// Loads (Spec.Load).
+const (
+	LoadSubmit = "submit" // POST /api/operations/{function}, record Succeeded
+	LoadSend   = "send"   // client.Send to the function's queue
+)
+
+// OpsResult is what a Load child counted: the store calls the host and
+// its API made, and the load generator's own figures.
+type OpsResult struct {
+	// Sent is how many requests (POSTs or Sends) succeeded; SendErrors
+	// how many failed (FirstSendError is the first).
+	Sent           int64  `json:"sent"`
+	SendErrors     int64  `json:"sendErrors"`
+	FirstSendError string `json:"firstSendError,omitempty"`
+	// Store writes: Creates, and Updates that changed the record
+	// (Succeeded of them made it Succeeded).
+	Creates   int64 `json:"creates"`
+	Updates   int64 `json:"updates"`
+	Succeeded int64 `json:"succeeded"`
+	// Store reads: Gets, Lists, and the records Update read to apply its
+	// change (one per change call; more than one per Update after a
+	// conflicting write).
+	Gets        int64 `json:"gets"`
+	Lists       int64 `json:"lists"`
+	UpdateReads int64 `json:"updateReads"`
+	// UpdateCalls is how many Updates were made (changed or not).
+	UpdateCalls int64 `json:"updateCalls"`
+	// CreatedToSucceeded is each Succeeded record's EndTime - CreatedOn
+	// (ns), in the order they were written.
+	CreatedToSucceeded []int64 `json:"createdToSucceeded,omitempty"`
 }
 
 // ChildResult is what the child measured.
@@ -109,6 +152,8 @@ type ChildResult struct {
 	Bitmap []uint64 `json:"bitmap,omitempty"`
 	// Latencies (ns) when Latency, by message id; -1 for ids not seen.
 	Latencies []int64 `json:"latencies,omitempty"`
+	// Ops is set by Load children.
+	Ops *OpsResult `json:"ops,omitempty"`
 	// Warnings are warning and error log lines (capped).
 	Warnings []string `json:"warnings,omitempty"`
 	Error    string   `json:"error,omitempty"`
