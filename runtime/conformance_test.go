@@ -18,8 +18,12 @@ import (
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/jetstream/jstest"
 	"github.com/jobhost/jobhost/triggers/memqueue/memqueuetest"
+	"github.com/jobhost/jobhost/triggers/postgres/pgtest"
+	"github.com/jobhost/jobhost/triggers/pubsub/gcppubsub/gcppubsubtest"
+	"github.com/jobhost/jobhost/triggers/pubsub/kafka/kafkatest"
 	"github.com/jobhost/jobhost/triggers/pubsub/pubsubtest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
+	"github.com/jobhost/jobhost/triggers/redis/redistest"
 	"github.com/jobhost/jobhost/triggers/servicebus/sbfake"
 )
 
@@ -30,10 +34,16 @@ func backends() map[string]func(t *testing.T) drivertest.Harness {
 		"jetstream":      func(t *testing.T) drivertest.Harness { return jstest.NewHarness(t) },
 		"mem":            func(t *testing.T) drivertest.Harness { return pubsubtest.MemHarness() },
 		"memqueue":       func(t *testing.T) drivertest.Harness { return memqueuetest.Harness() },
+		"postgres":       func(t *testing.T) drivertest.Harness { return pgtest.Harness(t) },
 		"rabbit-quorum":  func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, true) },
 		"rabbit-classic": func(t *testing.T) drivertest.Harness { return rabbittest.Harness(t, false) },
+		"redis":          func(t *testing.T) drivertest.Harness { return redistest.Harness(t) },
 		// Service Bus has no emulator: a fake at the azservicebus boundary.
 		"servicebus-fake": func(t *testing.T) drivertest.Harness { return sbfake.Harness{} },
+		// Real protocol peers in the test process: Google's pstest Pub/Sub
+		// server (gRPC) and franz-go's kfake Kafka cluster (sarama client).
+		"gcppubsub-pstest": gcppubsubtest.NewHarness(gcppubsubtest.Options{}),
+		"kafka-kfake":      kafkatest.NewHarness,
 	}
 }
 

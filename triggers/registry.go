@@ -51,6 +51,8 @@ var knownImports = map[string]string{
 	"awssqs":    "github.com/jobhost/jobhost/triggers/pubsub/awssqs",
 	"gcppubsub": "github.com/jobhost/jobhost/triggers/pubsub/gcppubsub",
 	"kafka":     "github.com/jobhost/jobhost/triggers/pubsub/kafka",
+	"postgres":  "github.com/jobhost/jobhost/triggers/postgres",
+	"redis":     "github.com/jobhost/jobhost/triggers/redis",
 }
 
 // AllDrivers is the package whose blank import links every driver.

@@ -8,8 +8,12 @@
 // retried copies go to <topic>, poisoned ones to <topic>-poison unless
 // poison names another. An output URL is kafka://<topic>. The brokers
 // (comma-separated) come from the app setting the binding's connection
-// names, else KAFKA_BROKERS. Kafka has no ack deadline: a delayed retry is
-// held in the driver for its delay.
+// names, else KAFKA_BROKERS. A new consumer group starts at the oldest
+// offset (offset=newest in the trigger URL starts it at the newest, as
+// sarama would). Kafka has no ack deadline: a delayed retry is held in the
+// driver for its delay, and a message is redelivered only to the next
+// member that takes its partition, from the group's last committed offset
+// (a restarted worker). The insertion time is the record's timestamp.
 package kafka
 
 import (
@@ -18,7 +22,9 @@ import (
 	"fmt"
 	"net/url"
 	"strings"
+	"time"
 
+	"github.com/IBM/sarama"
 	gcpubsub "gocloud.dev/pubsub"
 	"gocloud.dev/pubsub/kafkapubsub"
 
@@ -32,7 +38,7 @@ const BrokersSetting = "KAFKA_BROKERS"
 
 const scheme = "kafka"
 
-var kind = &pubsub.Kind{Scheme: scheme, Endpoints: endpoints, Mux: mux}
+var kind = &pubsub.Kind{Scheme: scheme, Endpoints: endpoints, Mux: mux, SentTime: sentTime}
 
 func init() {
 	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
@@ -53,6 +59,29 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 	return e, nil
 }
 
+// sentTime is the record's timestamp: its producer's create time, or the
+// broker's append time on a topic with message.timestamp.type=LogAppendTime.
+func sentTime(m *gcpubsub.Message) time.Time {
+	var cm *sarama.ConsumerMessage
+	if m.As(&cm) && cm != nil && !cm.Timestamp.IsZero() && cm.Timestamp.Unix() > 0 {
+		return cm.Timestamp
+	}
+	return time.Time{}
+}
+
+// Config returns the sarama configuration the driver opens its producer and
+// consumer group with: kafkapubsub's minimal one (Kafka 0.11 protocol, for
+// headers), with a new group starting at the oldest offset. sarama's
+// default, the newest, skips what was sent to the topic before the group
+// first joined, and after a restart of a group that never committed, what
+// was sent before the restart: a worker started after its producers lost
+// those messages. A URL's offset=newest still asks for that.
+func Config() *sarama.Config {
+	c := kafkapubsub.MinimalConfig()
+	c.Consumer.Offsets.Initial = sarama.OffsetOldest
+	return c
+}
+
 // mux returns a URL mux whose kafka:// opener uses the brokers from the
 // app settings.
 func mux(_ *url.URL, o triggers.OpenOptions) (*gcpubsub.URLMux, error) {
@@ -61,7 +90,7 @@ func mux(_ *url.URL, o triggers.OpenOptions) (*gcpubsub.URLMux, error) {
 		return nil, fmt.Errorf("kafka: no brokers: set %s", cmp.Or(o.Connection, BrokersSetting))
 	}
 	m := new(gcpubsub.URLMux)
-	ko := &kafkapubsub.URLOpener{Brokers: strings.Split(brokers, ","), Config: kafkapubsub.MinimalConfig()}
+	ko := &kafkapubsub.URLOpener{Brokers: strings.Split(brokers, ","), Config: Config()}
 	m.RegisterTopic(scheme, ko)
 	m.RegisterSubscription(scheme, ko)
 	return m, nil
