@@ -14,33 +14,65 @@ import (
 )
 
 // Case 1: the worker is SIGKILLed three times during a run on Azurite
-// (persisting to disk) — twice with at least batchSize functions running,
-// once as functions return — and started again each time. Every message is
+// (persisting to disk), on Redis and on PostgreSQL (which keep running) —
+// twice with at least batchSize functions running, once as functions
+// return — and started again each time. Every message is
 // processed at least once or poisoned, none is lost, and the messages
 // processed again are no more than were in flight at the kills: at most
 // batchSize + newBatchThreshold per kill, each attributed to the killed
 // process that ran it first.
 func TestSIGKILLDuringRun(t *testing.T) {
+	t.Run("azurite", func(t *testing.T) {
+		srv := azuritetest.Start(t, azuritetest.Options{Location: t.TempDir()})
+		queue := srv.NewQueue(t)
+		svc := srv.ServiceClient(t)
+		qc := svc.NewQueueClient(queue)
+		runKill(t, "Azurite persisting to disk", b64, base64.StdEncoding.DecodeString, brokerQueue{
+			env:   map[string]string{"AzureWebJobsStorage": srv.ConnectionString, "ChaosQueue": queue},
+			send:  func(texts []string) []string { return enqueue(t, qc, texts) },
+			count: func() int { return approxCount(t, qc) },
+			poison: func() []string {
+				var out []string
+				for _, m := range drain(t, svc.NewQueueClient(queue+"-poison")) {
+					out = append(out, *m.MessageText)
+				}
+				return out
+			},
+		})
+	})
+	// Redis and PostgreSQL keep running: only the worker dies. Bodies are
+	// raw JSON.
+	raw := func(s string) string { return s }
+	rawBytes := func(s string) ([]byte, error) { return []byte(s), nil }
+	t.Run("redis", func(t *testing.T) {
+		q, _ := redisQueue(t, false)
+		runKill(t, "Redis", raw, rawBytes, q)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		q, _ := postgresQueue(t, false)
+		runKill(t, "PostgreSQL", raw, rawBytes, q)
+	})
+}
+
+// runKill is case 1 on one broker: encode makes a queue text of a JSON
+// body, decode reads one back from the poison queue.
+func runKill(t *testing.T, what string, encode func(string) string, decode func(string) ([]byte, error), q brokerQueue) {
 	const batch, threshold, kills = 16, 8, 3
 	const maxInFlight = batch + threshold
 	total := pick(300, 2000)
 	within := pick(2*time.Minute, 5*time.Minute)
-	srv := azuritetest.Start(t, azuritetest.Options{Location: t.TempDir()})
-	queue := srv.NewQueue(t)
-	svc := srv.ServiceClient(t)
-	qc := svc.NewQueueClient(queue)
 
 	bodies := make([]string, total)
 	for i := range bodies {
-		bodies[i] = b64(jobBody(i, false))
+		bodies[i] = encode(jobBody(i, false))
 	}
 	prog := newProgress()
-	for i, id := range enqueue(t, qc, bodies) {
+	for i, id := range q.send(bodies) {
 		prog.idToN[id] = i
 	}
 	record := filepath.Join(t.TempDir(), "record")
-	env := map[string]string{"AzureWebJobsStorage": srv.ConnectionString, "ChaosQueue": queue,
-		envRecord: record, envWork: "200ms"}
+	env := maps.Clone(q.env)
+	env[envRecord], env[envWork] = record, "200ms"
 	hj := hostJSON(map[string]any{
 		"batchSize": batch, "newBatchThreshold": threshold, "maxDequeueCount": 5,
 		"leaseDuration": "00:00:02", "maxPollingInterval": "00:00:01", "visibilityTimeout": "00:00:00",
@@ -78,7 +110,7 @@ func TestSIGKILLDuringRun(t *testing.T) {
 		}
 		// Messages done but not deleted by a killed worker come back when
 		// their lease ends: the run is over when the queue is empty.
-		c.awaitEmpty(t, "the queue", func() int { return approxCount(t, qc) }, 30*time.Second)
+		c.awaitEmpty(t, "the queue", q.count, 30*time.Second)
 		if code := c.term(t, 30*time.Second); code != 0 {
 			t.Errorf("last worker exit status %d after SIGTERM, want 0", code)
 		}
@@ -87,11 +119,11 @@ func TestSIGKILLDuringRun(t *testing.T) {
 
 	// What reached the poison queue (over maxDequeueCount after kills).
 	poisoned := map[int]bool{}
-	for _, m := range drain(t, svc.NewQueueClient(queue+"-poison")) {
-		raw, err := base64.StdEncoding.DecodeString(*m.MessageText)
+	for _, text := range q.poison() {
+		raw, err := decode(text)
 		var j job
 		if err != nil || json.Unmarshal(raw, &j) != nil {
-			t.Fatalf("poison queue holds a body that was not sent: %q", *m.MessageText)
+			t.Fatalf("poison queue holds a body that was not sent: %q", text)
 		}
 		poisoned[j.N] = true
 	}
@@ -153,11 +185,11 @@ func TestSIGKILLDuringRun(t *testing.T) {
 		perKill = append(perKill, fmt.Sprintf("kill %d at %d/%d settled, %s: %d ran again (%d cut off mid-function, %d done but not yet deleted)",
 			k+1, killedAt[k], total, when[k], dupsIn[inc], interruptedIn[inc], dupsIn[inc]-interruptedIn[inc]))
 	}
-	if n := approxCount(t, qc); n != 0 {
+	if n := q.count(); n != 0 {
 		t.Errorf("queue still holds %d messages", n)
 	}
-	summary(t, "%d messages, %d SIGKILLs, Azurite persisting to disk: processed %d, poisoned %d, lost %d, duplicates %d (bound %d = %d kills × %d), max dequeueCount %d, %s total",
-		total, kills, len(done), len(poisoned), lost, duplicates, kills*maxInFlight, kills, maxInFlight, maxDequeue, elapsed.Round(100*time.Millisecond))
+	summary(t, "%d messages, %d SIGKILLs, %s: processed %d, poisoned %d, lost %d, duplicates %d (bound %d = %d kills × %d), max dequeueCount %d, %s total",
+		total, kills, what, len(done), len(poisoned), lost, duplicates, kills*maxInFlight, kills, maxInFlight, maxDequeue, elapsed.Round(100*time.Millisecond))
 	for _, s := range perKill {
 		summary(t, "%s", s)
 	}

@@ -75,6 +75,25 @@ func TestBrokerOutage(t *testing.T) {
 			restore: func() { p.restore(t) },
 		})
 	})
+	// Redis and PostgreSQL: the worker's connections are cut through the
+	// proxy and new ones refused; the servers keep running (the machine's
+	// Redis keeps nothing across a restart, and both are shared), so
+	// nothing may be lost on either.
+	for _, b := range []struct {
+		name string
+		open func(*testing.T, bool) (brokerQueue, *proxy)
+	}{{"redis", redisQueue}, {"postgres", postgresQueue}} {
+		t.Run(b.name, func(t *testing.T) {
+			q, p := b.open(t, true)
+			runOutage(t, outage{
+				env:     q.env,
+				send:    func(bodies []string) { q.send(bodies) },
+				count:   q.count,
+				cut:     p.cut,
+				restore: func() { p.restore(t) },
+			})
+		})
+	}
 }
 
 func runOutage(t *testing.T, o outage) {

@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"fmt"
+	"maps"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -58,27 +59,90 @@ func floodBody(i int) string {
 	return b64(jobBody(i, false))
 }
 
+// rawFloodBody is the exact body sent for message i to a broker whose bodies
+// are raw bytes (Redis, PostgreSQL): there is no base64 layer, so the 5%
+// that are bad base64 on Azure queues are bad JSON of other shapes here
+// (rawFloodKind), bytes that are not UTF-8 among them.
+func rawFloodBody(i int) string {
+	switch floodKind(i) {
+	case kindFail:
+		return jobBody(i, true)
+	case kindBadJSON:
+		return []string{
+			fmt.Sprintf(`{"n":%d,"fail":`, i),
+			fmt.Sprintf(`{"n":"%d"}`, i),
+			fmt.Sprintf("[%d]", i),
+			fmt.Sprintf(`{"n":%d} trailing`, i),
+		}[i/20%4]
+	case kindBadBase64:
+		return []string{
+			fmt.Sprintf("plain text %d — Zoë ü", i),
+			fmt.Sprintf("\xff\xfe%d\x00\x80 not UTF-8", i),
+			b64(jobBody(i, false)), // base64 where raw JSON is expected
+			fmt.Sprintf("  {\"n\": %d, \"note\": 12\n", i),
+		}[i/20%4]
+	}
+	return jobBody(i, false)
+}
+
+// rawFloodKind is what message i of rawFloodBody is: bad JSON in the slots
+// that are bad base64 on Azure queues.
+func rawFloodKind(i int) int {
+	if k := floodKind(i); k != kindBadBase64 {
+		return k
+	}
+	return kindBadJSON
+}
+
 // Case 3: a flood of messages of which 10% always fail, 5% are bad JSON and
-// 5% bad base64. Every message ends processed or poisoned; poison bodies are
+// 5% bad base64 (on Redis and PostgreSQL, whose bodies are raw bytes: 10%
+// bad JSON). Every message ends processed or poisoned; poison bodies are
 // byte-identical to what was sent; undecodable ones are poisoned on their
 // first delivery without running the function.
 func TestPoisonFlood(t *testing.T) {
+	t.Run("azurite", func(t *testing.T) {
+		srv := azuritetest.Shared(t)
+		queue := srv.NewQueue(t)
+		svc := srv.ServiceClient(t)
+		qc, poisonQC := svc.NewQueueClient(queue), svc.NewQueueClient(queue+"-poison")
+		runFlood(t, floodBody, floodKind, brokerQueue{
+			env:   map[string]string{"AzureWebJobsStorage": srv.ConnectionString, "ChaosQueue": queue},
+			send:  func(texts []string) []string { return enqueue(t, qc, texts) },
+			count: func() int { return approxCount(t, qc) },
+			poison: func() []string {
+				var out []string
+				for _, m := range drain(t, poisonQC) {
+					out = append(out, *m.MessageText)
+				}
+				return out
+			},
+		})
+	})
+	t.Run("redis", func(t *testing.T) {
+		q, _ := redisQueue(t, false)
+		runFlood(t, rawFloodBody, rawFloodKind, q)
+	})
+	t.Run("postgres", func(t *testing.T) {
+		q, _ := postgresQueue(t, false)
+		runFlood(t, rawFloodBody, rawFloodKind, q)
+	})
+}
+
+// runFlood is case 3 on one broker: bodyFor(i) is the exact text sent for
+// message i, kindFor(i) what it is.
+func runFlood(t *testing.T, bodyFor func(int) string, kindFor func(int) int, q brokerQueue) {
 	const maxDequeue = 3
 	total := pick(200, 1000)
-	srv := azuritetest.Shared(t)
-	queue := srv.NewQueue(t)
-	svc := srv.ServiceClient(t)
-	qc, poisonQC := svc.NewQueueClient(queue), svc.NewQueueClient(queue+"-poison")
 
 	bodies := make([]string, total)
 	for i := range bodies {
-		bodies[i] = floodBody(i)
+		bodies[i] = bodyFor(i)
 	}
-	ids := enqueue(t, qc, bodies)
+	ids := q.send(bodies)
 	kindOf := map[string]int{}
 	bodyOf := map[string]string{}
 	for i, id := range ids {
-		kindOf[id], bodyOf[id] = floodKind(i), bodies[i]
+		kindOf[id], bodyOf[id] = kindFor(i), bodies[i]
 	}
 
 	prog := newProgress()
@@ -86,14 +150,15 @@ func TestPoisonFlood(t *testing.T) {
 		prog.idToN[id] = i
 	}
 	record := filepath.Join(t.TempDir(), "record")
+	env := maps.Clone(q.env)
+	env[envRecord] = record
 	start := time.Now()
 	c := startChild(t, "flood", worker{
 		hostJSON: hostJSON(map[string]any{
 			"batchSize": 16, "newBatchThreshold": 8, "maxDequeueCount": maxDequeue,
 			"maxPollingInterval": "00:00:00.500", "visibilityTimeout": "00:00:00",
 		}, "00:00:05"),
-		env: map[string]string{"AzureWebJobsStorage": srv.ConnectionString, "ChaosQueue": queue, envRecord: record},
-		tap: prog.tap,
+		env: env, tap: prog.tap,
 	})
 	if err := prog.await(c, total, pick(2*time.Minute, 5*time.Minute)); err != nil {
 		t.Fatal(err)
@@ -185,9 +250,7 @@ func TestPoisonFlood(t *testing.T) {
 			want = append(want, bodyOf[id])
 		}
 	}
-	for _, m := range drain(t, poisonQC) {
-		got = append(got, *m.MessageText)
-	}
+	got = append(got, q.poison()...)
 	slices.Sort(want)
 	slices.Sort(got)
 	if !slices.Equal(got, want) {
@@ -203,7 +266,7 @@ func TestPoisonFlood(t *testing.T) {
 			}
 		}
 	}
-	if n := approxCount(t, qc); n != 0 {
+	if n := q.count(); n != 0 {
 		t.Errorf("source queue still holds %d messages", n)
 	}
 	summary(t, "sent %d (good %d, always-fail %d, bad JSON %d, bad base64 %d): processed %d + poisoned %d in %s; poison queue %d bodies, all byte-identical=%v",
