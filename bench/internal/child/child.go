@@ -243,7 +243,7 @@ func (s *logSink) lines() []string {
 
 func newSystem(spec *proto.Spec, rec *workload.Recorder, sink *logSink) (system, error) {
 	switch spec.System {
-	case proto.JobhostAzure, proto.JobhostMem, proto.JobhostMemQueue, proto.JobhostRabbit, proto.JobhostNATS:
+	case proto.JobhostAzure, proto.JobhostMem, proto.JobhostMemQueue, proto.JobhostRabbit, proto.JobhostNATS, proto.JobhostRedis, proto.JobhostPostgres:
 		return &jobhost{spec: spec, rec: rec, sink: sink}, nil
 	case proto.PlainAzqueue:
 		return &azqueueLoop{spec: spec, rec: rec, sink: sink}, nil
@@ -259,6 +259,10 @@ func newSystem(spec *proto.Spec, rec *workload.Recorder, sink *logSink) (system,
 		return &gocloudRabbit{spec: spec, rec: rec, sink: sink}, nil
 	case proto.WatermillNATS:
 		return &watermillNATS{spec: spec, rec: rec, sink: sink}, nil
+	case proto.Asynq:
+		return &asynqServer{spec: spec, rec: rec, sink: sink}, nil
+	case proto.River:
+		return &riverClient{spec: spec, rec: rec, sink: sink}, nil
 	}
 	return nil, fmt.Errorf("unknown system %q", spec.System)
 }

@@ -70,6 +70,12 @@ func (j *jobhost) prepare(ctx context.Context) error {
 	case proto.JobhostNATS:
 		settings["NATS_SERVER_URL"] = s.NATSURL
 		trigger = functions.SubscriptionTrigger("nats://" + s.Subject + "?stream=" + s.Stream)
+	case proto.JobhostRedis:
+		settings["REDIS_SERVER_URL"] = s.RedisURL
+		trigger = functions.SubscriptionTrigger("redis://" + s.Queue)
+	case proto.JobhostPostgres:
+		settings["JOBHOST_POSTGRES_URL"] = s.PostgresURL
+		trigger = functions.SubscriptionTrigger("postgres://" + s.Queue + "?schema=" + s.Schema)
 	case proto.JobhostMem:
 		// mem:// topics live in the process, and a mempubsub subscription
 		// sees only what is sent after it exists: the bench makes the

@@ -16,12 +16,14 @@ import (
 
 // bench holds one run's settings and results.
 type bench struct {
-	quick      bool
-	root       string // the jobhost module (node_modules lives there)
-	rabbitURL  string
-	natsURL    string
-	profileDir string
-	only       map[string]bool
+	quick       bool
+	root        string // the jobhost module (node_modules lives there)
+	rabbitURL   string
+	natsURL     string
+	redisURL    string
+	postgresURL string
+	profileDir  string
+	only        map[string]bool
 	// reps is how often each throughput case runs (the median is kept).
 	reps int
 	// bt is jobhost's [batchSize, newBatchThreshold] per broker.
@@ -42,6 +44,9 @@ type counts struct {
 	scaleNATS                int64
 	natsHosts                []int // NATS scale-out (f3): cheap enough for 4 in quick too
 	opsMem, opsAzure         int64 // g: operations (and plain sends) per run
+	redis, postgres          int64 // h, i: burn-down messages per run
+	dbRate                   int   // h, i: open-loop messages per second
+	dbOpenLoop, dbIdle       time.Duration
 }
 
 // defaultBT keeps every jobhost host at 16 messages in flight: a poll asks
@@ -54,29 +59,34 @@ type counts struct {
 // (16/0, 8/8, 4/12, 1/15; docs/performance.md) found 4/12 best on RabbitMQ
 // and, since its driver pulls ahead, on NATS too (16/0 waits for the
 // slowest acknowledgement of each batch; small polls keep 16 in flight).
-var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue": {8, 8}, "rabbit": {4, 12}, "nats": {4, 12}}
+var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue": {8, 8}, "rabbit": {4, 12}, "nats": {4, 12},
+	"redis": {8, 8}, "postgres": {8, 8}}
 
 var (
-	full  = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}, opsMem: 50_000, opsAzure: 1000}
-	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}, opsMem: 20_000, opsAzure: 300}
+	full = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}, opsMem: 50_000, opsAzure: 1000,
+		redis: 50_000, postgres: 20_000, dbRate: 100, dbOpenLoop: 20 * time.Second, dbIdle: 20 * time.Second}
+	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}, opsMem: 20_000, opsAzure: 300,
+		redis: 5000, postgres: 3000, dbRate: 100, dbOpenLoop: 3 * time.Second, dbIdle: 3 * time.Second}
 )
 
 // Main runs the benchmark; it returns the exit status.
 func Main(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	q := fs.Bool("quick", false, "reduced counts (make bench-quick)")
-	scen := fs.String("scenarios", "a,b,c,d,e,f,g", "scenarios to run (comma-separated: a..g; f3 alone is f's NATS part, g1 or g2 one half of g)")
+	scen := fs.String("scenarios", "a,b,c,d,e,f,g,h,i", "scenarios to run (comma-separated: a..i; f3 alone is f's NATS part, g1 or g2 one half of g, h1..h3 and i1..i3 one part of h or i)")
 	out := fs.String("out", "results/latest.json", "where to write the JSON results (a .md table goes beside it)")
 	root := fs.String("root", "", "the jobhost module root (default: the nearest parent of the working directory with node_modules/.bin/azurite-queue)")
 	rabbitURL := fs.String("rabbit", envOr("RABBIT_SERVER_URL", "amqp://guest:guest@127.0.0.1:5672/"), "RabbitMQ server URL")
 	natsURL := fs.String("nats", envOr("NATS_SERVER_URL", "nats://127.0.0.1:4222"), "NATS server URL")
+	redisURL := fs.String("redis", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"), "Redis server URL; its database (the path) must hold nothing but the bench's keys (scenario h)")
+	pgURL := fs.String("postgres", envOr("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL DSN (scenario i)")
 	prof := fs.String("profile", "", "write a pprof CPU profile of every child's measured window into this directory")
-	reps := fs.Int("reps", 0, "runs per system in the throughput scenarios a-d; the median is reported (default 3, quick 1)")
+	reps := fs.Int("reps", 0, "runs per system in the throughput scenarios a-d, h1 and i1; the median is reported (default 3, quick 1)")
 	jh := fs.String("jobhost", "", "override jobhost's batchSize/newBatchThreshold per broker, e.g. rabbit=8/8,nats=16/0")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
-	b := &bench{quick: *q, rabbitURL: *rabbitURL, natsURL: *natsURL, profileDir: *prof, only: map[string]bool{}, n: full,
+	b := &bench{quick: *q, rabbitURL: *rabbitURL, natsURL: *natsURL, redisURL: *redisURL, postgresURL: *pgURL, profileDir: *prof, only: map[string]bool{}, n: full,
 		bt: maps.Clone(defaultBT)}
 	if *jh != "" {
 		for _, kv := range strings.Split(*jh, ",") {
@@ -85,7 +95,7 @@ func Main(args []string) int {
 			k, v, _ := strings.Cut(kv, "=")
 			broker = strings.TrimSpace(k)
 			if _, err := fmt.Sscanf(v, "%d/%d", &bs, &th); err != nil || b.bt[broker] == [2]int{} {
-				fmt.Fprintf(os.Stderr, "bench: -jobhost %q: want broker=batch/threshold with broker one of azure, mem, memqueue, rabbit, nats\n", kv)
+				fmt.Fprintf(os.Stderr, "bench: -jobhost %q: want broker=batch/threshold with broker one of azure, mem, memqueue, rabbit, nats, redis, postgres\n", kv)
 				return 2
 			}
 			b.bt[broker] = [2]int{bs, th}
@@ -140,10 +150,15 @@ func Main(args []string) int {
 		{"f", func() []*Scenario { return append(b.scenarioScaleOut(), b.scenarioScaleOutNATS()) }},
 		{"f3", func() []*Scenario { return []*Scenario{b.scenarioScaleOutNATS()} }},
 		{"g", b.scenarioOps},
+		{"h", b.scenarioRedis},
+		{"i", b.scenarioPostgres},
 	}
 	for _, st := range steps {
 		if st.id == "g" && (b.only["g1"] || b.only["g2"]) {
 			b.only["g"] = true
+		}
+		if (st.id == "h" || st.id == "i") && b.someParts(st.id) {
+			b.only[st.id] = true
 		}
 		if !b.only[st.id] || st.id == "f3" && b.only["f"] {
 			continue
@@ -195,7 +210,9 @@ func fmtVersions(v map[string]string) string {
 	keys := []string{"jobhost", "github.com/ThreeDotsLabs/watermill", "github.com/ThreeDotsLabs/watermill-amqp/v3",
 		"github.com/ThreeDotsLabs/watermill-nats/v2", "gocloud.dev", "gocloud.dev/pubsub/rabbitpubsub",
 		"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue", "github.com/rabbitmq/amqp091-go", "github.com/nats-io/nats.go",
-		"azurite", "node", "rabbitmq-server", "nats-server"}
+		"github.com/hibiken/asynq", "github.com/riverqueue/river", "github.com/riverqueue/river/riverdriver/riverpgxv5",
+		"github.com/redis/go-redis/v9", "github.com/jackc/pgx/v5",
+		"azurite", "node", "rabbitmq-server", "nats-server", "redis-server", "postgresql"}
 	var parts []string
 	for _, k := range keys {
 		if v[k] != "" {
@@ -212,6 +229,22 @@ func (b *bench) probeBrokers() {
 		r.close()
 	} else {
 		b.report.Versions["rabbitmq-server"] = "unreachable: " + err.Error()
+	}
+	if b.only["h"] {
+		if r, err := dialRedis(b.redisURL); err == nil {
+			b.report.Versions["redis-server"] = r.version()
+			r.close()
+		} else {
+			b.report.Versions["redis-server"] = "unreachable: " + err.Error()
+		}
+	}
+	if b.only["i"] {
+		if p, err := dialPG(b.postgresURL); err == nil {
+			b.report.Versions["postgresql"] = p.version()
+			p.close()
+		} else {
+			b.report.Versions["postgresql"] = "unreachable: " + err.Error()
+		}
 	}
 	if n, err := dialNATS(b.natsURL); err == nil {
 		b.report.Versions["nats-server"] = n.nc.ConnectedServerVersion()

@@ -21,6 +21,12 @@ type meter struct {
 	cpu    func() float64
 	c0, c1 float64
 	t0, t1 time.Time
+	// counts, when set, reads server counters (commands, transactions,
+	// WAL syncs): into k0 at the window's start, and into k1 by the
+	// caller once the child has gone (a PostgreSQL backend reports its
+	// transactions when it goes idle or exits, up to a second late).
+	counts func() map[string]int64
+	k0, k1 map[string]int64
 }
 
 func newMeter(name string, single bool, cpu func() float64) *meter {
@@ -37,6 +43,9 @@ func pidMeter(name, comm string) *meter {
 
 func (m *meter) begin() {
 	if m != nil {
+		if m.counts != nil {
+			m.k0 = m.counts()
+		}
 		m.t0, m.c0 = time.Now(), m.cpu()
 	}
 }
@@ -124,7 +133,7 @@ func tvSec(t syscall.Timeval) float64 { return float64(t.Sec) + float64(t.Usec)/
 func specConfig(s proto.Spec) map[string]any {
 	c := map[string]any{"concurrency": s.Concurrency}
 	switch s.System {
-	case proto.JobhostAzure, proto.JobhostMem, proto.JobhostRabbit, proto.JobhostNATS:
+	case proto.JobhostAzure, proto.JobhostMem, proto.JobhostRabbit, proto.JobhostNATS, proto.JobhostRedis, proto.JobhostPostgres:
 		c["batchSize"], c["newBatchThreshold"] = s.BatchSize, s.Threshold
 		mp := "1m0s (default)"
 		if s.MaxPolling > 0 {

@@ -306,7 +306,12 @@ func (b *bench) scenarioNATS() []*Scenario {
 // openLoop sends rate msg/s for the open-loop duration (each send in its
 // own goroutine, stamped when sent) while one child consumes.
 func (b *bench) openLoop(label string, spec proto.Spec, send func(ctx context.Context, id int64) error, m *meter) *Row {
-	count := int64(b.n.rate) * int64(b.n.openLoop/time.Second)
+	return b.openLoopAt(label, spec, send, m, b.n.rate, b.n.openLoop)
+}
+
+// openLoopAt is openLoop at rate msg/s for dur.
+func (b *bench) openLoopAt(label string, spec proto.Spec, send func(ctx context.Context, id int64) error, m *meter, rate int, dur time.Duration) *Row {
+	count := int64(rate) * int64(dur/time.Second)
 	spec.Target, spec.Latency, spec.MaxID, spec.ProgressEvery = 0, true, count, 100*time.Millisecond
 	c, err := startChild(spec)
 	if err != nil {
@@ -321,7 +326,7 @@ func (b *bench) openLoop(label string, spec proto.Spec, send func(ctx context.Co
 	mm.begin()
 	m.begin()
 	c.start()
-	interval := time.Second / time.Duration(b.n.rate)
+	interval := time.Second / time.Duration(rate)
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	var sendErrs atomic.Int64
@@ -371,7 +376,7 @@ func (b *bench) openLoop(label string, spec proto.Spec, send func(ctx context.Co
 	if nslow > 0 {
 		r.Extra["over1s"], r.Extra["over1sSentAt:latency"] = nslow, slow
 	}
-	r.Limit = "open loop: offered load (50 msg/s)"
+	r.Limit = fmt.Sprintf("open loop: offered load (%d msg/s)", rate)
 	return r
 }
 

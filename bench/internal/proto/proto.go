@@ -41,6 +41,10 @@ const (
 	GocloudRabbit   = "gocloud-rabbit"   // plain rabbitpubsub Receive loop
 	JobhostNATS     = "jobhost-nats"     // runtime over nats:// (JetStream)
 	WatermillNATS   = "watermill-nats"   // Watermill router over watermill-nats v2 (JetStream)
+	JobhostRedis    = "jobhost-redis"    // runtime over redis:// (Redis Streams, consumer group)
+	Asynq           = "asynq"            // asynq server (Redis)
+	JobhostPostgres = "jobhost-postgres" // runtime over postgres:// (its queue table)
+	River           = "river"            // River client (PostgreSQL, riverpgxv5)
 )
 
 // Spec tells a child what to run.
@@ -78,6 +82,19 @@ type Spec struct {
 	NATSURL   string `json:"natsUrl,omitempty"`
 	Stream    string `json:"stream,omitempty"`
 	Subject   string `json:"subject,omitempty"`
+	// RedisURL is the Redis server (redis://host:port/db) jobhost's
+	// REDIS_SERVER_URL and asynq's connection use; PostgresURL the DSN of
+	// jobhost's JOBHOST_POSTGRES_URL and River's pool. Schema is River's
+	// schema (where rivermigrate put its tables).
+	RedisURL    string `json:"redisUrl,omitempty"`
+	PostgresURL string `json:"postgresUrl,omitempty"`
+	Schema      string `json:"schema,omitempty"`
+	// TaskCheck is asynq's TaskCheckInterval (0: its default, 1 s);
+	// FetchCooldown and FetchPoll are River's FetchCooldown and
+	// FetchPollInterval (0: its defaults, 100 ms and 1 s).
+	TaskCheck     time.Duration `json:"taskCheck,omitempty"`
+	FetchCooldown time.Duration `json:"fetchCooldown,omitempty"`
+	FetchPoll     time.Duration `json:"fetchPoll,omitempty"`
 
 	// LogLevel of jobhost's Function.* categories ("" = Information, the
 	// default). Logs are encoded as usual and written to a discarding sink

@@ -139,3 +139,16 @@ func (r *Recorder) Latencies() []int64 {
 	}
 	return out
 }
+
+// RiverOrder is River's job args for the order: River stores it as the
+// job's JSON args (the same JSON as Body) and unmarshals it into this
+// struct before the worker runs (the decode every system does).
+type RiverOrder struct {
+	Order
+}
+
+// Kind is River's job kind.
+func (RiverOrder) Kind() string { return "bench_order" }
+
+// AsynqTaskType is the task type of the order in the asynq rows.
+const AsynqTaskType = "bench:order"
