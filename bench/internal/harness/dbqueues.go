@@ -8,6 +8,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jobhost/jobhost/bench/internal/proto"
@@ -34,9 +35,20 @@ type dbSystem struct {
 	// paired rounds, over refN messages (a configuration too slow for n).
 	parts string
 	refN  int64
+	// quickParts, when set, are the parts it runs in with -quick (a
+	// reference row is left out to keep bench-quick short).
+	quickParts *string
 }
 
 func (s dbSystem) in(part string) bool { return s.parts == "" || strings.Contains(s.parts, part) }
+
+// inMode is in for the mode: quickParts instead of parts with -quick.
+func (b *bench) inMode(s dbSystem, part string) bool {
+	if b.quick && s.quickParts != nil {
+		return strings.Contains(*s.quickParts, part)
+	}
+	return s.in(part)
+}
 
 // dbServer is the server of scenario h or i.
 type dbServer struct {
@@ -66,7 +78,7 @@ type dbServer struct {
 func (b *bench) dbScenario(srv dbServer, systems []dbSystem, jobhostKey, peerKey, peerName string, n int64) []*Scenario {
 	t1 := &Scenario{ID: srv.id + "1", Title: fmt.Sprintf("%s burn-down: %d messages pre-filled into a fresh queue per run, concurrency 16", srv.name, n)}
 	t2 := &Scenario{ID: srv.id + "2", Title: fmt.Sprintf("%s latency, open loop: %d msg/s for %v, enqueue→start (timestamp in the body)", srv.name, b.n.dbRate, b.n.dbOpenLoop)}
-	t3 := &Scenario{ID: srv.id + "3", Title: fmt.Sprintf("%s idle cost: one idle worker for %v (after %v settling), counted by a proxy in front of %s; then the pickup of one message", srv.name, b.n.dbIdle, dbSettle, srv.name)}
+	t3 := &Scenario{ID: srv.id + "3", Title: fmt.Sprintf("%s idle cost: each worker idle for %v (after %v settling), all at once, each through a counting proxy in front of %s; then the pickup of one message", srv.name, b.n.dbIdle, b.dbSettle(), srv.name)}
 	var out []*Scenario
 	all := !b.someParts(srv.id)
 	if all || b.only[t1.ID] {
@@ -74,22 +86,26 @@ func (b *bench) dbScenario(srv dbServer, systems []dbSystem, jobhostKey, peerKey
 	}
 	if all || b.only[t2.ID] {
 		for _, sys := range systems {
-			if sys.in("2") {
+			if b.inMode(sys, "2") {
 				t2.Rows = append(t2.Rows, b.dbOpenLoop(srv, sys))
 			}
 		}
 		out = append(out, t2)
 	}
 	if all || b.only[t3.ID] {
+		var idle []dbSystem
 		for _, sys := range systems {
-			if sys.in("3") {
-				t3.Rows = append(t3.Rows, b.dbIdle(srv, sys))
+			if b.inMode(sys, "3") {
+				idle = append(idle, sys)
 			}
 		}
+		rows, server := b.dbIdle(srv, idle)
+		t3.Rows = rows
 		t3.Notes = append(t3.Notes,
-			fmt.Sprintf("CPU %% core is the worker's own CPU over the idle window; broker %% core is %s's (every client's) over the same window.", srv.name),
-			fmt.Sprintf("%sPerSec counts what the worker sent through the proxy (its own connections only); %s is the server's own counter over the window, every client included (the bench's and anyone else's on the machine).", srv.unit, srv.callsName),
-			"p50 is the pickup of one message sent after the idle window: enqueue→start.")
+			"CPU % core is the worker's own CPU over the idle window (childCpuMsPerMin the same in ms per minute).",
+			fmt.Sprintf("%sPerSec counts what the worker sent through its own proxy (its connections only)%s.", srv.unit, map[bool]string{true: "; statements are simple queries and extended-protocol executes, round trips simple queries and syncs", false: ", commands inside scripts not seen"}[srv.unit == "statements"]),
+			"p50 is the pickup of one message sent after the idle window: enqueue→start.",
+			server+".")
 		out = append(out, t3)
 	}
 	return out
@@ -107,7 +123,7 @@ func (b *bench) dbThroughput(t1 *Scenario, srv dbServer, systems []dbSystem, job
 	var refs []dbSystem
 	for _, sys := range systems {
 		switch {
-		case !sys.in("1"):
+		case !b.inMode(sys, "1"):
 		case sys.refN > 0:
 			refs = append(refs, sys)
 		default:
@@ -136,8 +152,14 @@ func (b *bench) dbThroughput(t1 *Scenario, srv dbServer, systems []dbSystem, job
 }
 
 // dbSettle is how long an idle worker runs before its idle window starts
-// (connections, start-up queries and registrations out of the window).
-const dbSettle = time.Second
+// (connections, start-up queries and registrations out of the window):
+// 1 s, half of it in quick mode.
+func (b *bench) dbSettle() time.Duration {
+	if b.quick {
+		return 500 * time.Millisecond
+	}
+	return time.Second
+}
 
 func (b *bench) dbBurnDown(srv dbServer, sys dbSystem, n int64) *Row {
 	queue := srv.queue()
@@ -221,99 +243,148 @@ func perK(r *Row, m *meter) {
 	}
 }
 
-// dbIdle runs one worker idle for the idle window, through a counting
-// proxy, then sends it one message.
-func (b *bench) dbIdle(srv dbServer, sys dbSystem) *Row {
-	queue := srv.queue()
-	defer sys.cleanup(queue)
-	if sys.setup != nil {
-		if err := sys.setup(bg, queue); err != nil {
-			return errRow(sys.label, sys.key, err)
+// idler is one worker of part 3.
+type idler struct {
+	sys      dbSystem
+	queue    string
+	px       *wireProxy
+	spec     proto.Spec
+	c        *child
+	row      *Row // set when it failed
+	cpu0     float64
+	px0, px1 map[string]int64
+	cpu1     float64
+	sendErr  error
+}
+
+// dbIdle runs every worker of part 3 at once (idle workers do not disturb
+// each other), each through a counting proxy of its own: after the
+// settling time, the idle window, then one message to each.
+func (b *bench) dbIdle(srv dbServer, systems []dbSystem) ([]*Row, string) {
+	var ids []*idler
+	defer func() {
+		for _, id := range ids {
+			if id.c != nil {
+				id.c.kill()
+			}
+			if id.px != nil {
+				id.px.close()
+			}
+			id.sys.cleanup(id.queue)
+		}
+	}()
+	for _, sys := range systems {
+		id := &idler{sys: sys, queue: srv.queue()}
+		ids = append(ids, id)
+		if sys.setup != nil {
+			if err := sys.setup(bg, id.queue); err != nil {
+				id.row = errRow(sys.label, sys.key, err)
+				continue
+			}
+		}
+		var err error
+		if id.px, err = startWireProxy(srv.addr, srv.parse); err != nil {
+			id.row = errRow(sys.label, sys.key, err)
+			continue
+		}
+		conn, err := withHostPort(srv.conn, id.px.Port)
+		if err != nil {
+			id.row = errRow(sys.label, sys.key, err)
+			continue
+		}
+		id.spec = sys.spec(id.queue, conn)
+		id.spec.Target, id.spec.Latency, id.spec.MaxID, id.spec.ProgressEvery = 0, true, 1, 250*time.Millisecond
+		if id.c, err = startChild(id.spec); err == nil {
+			err = id.c.waitReady(3 * time.Minute)
+		}
+		if err != nil {
+			id.row = errRow(sys.label, sys.key, err)
 		}
 	}
-	px, err := startWireProxy(srv.addr, srv.parse)
-	if err != nil {
-		return errRow(sys.label, sys.key, err)
-	}
-	defer px.close()
-	conn, err := withHostPort(srv.conn, px.Port)
-	if err != nil {
-		return errRow(sys.label, sys.key, err)
-	}
-	spec := sys.spec(queue, conn)
-	spec.Target, spec.Latency, spec.MaxID, spec.ProgressEvery = 0, true, 1, 250*time.Millisecond
-	c, err := startChild(spec)
-	if err != nil {
-		return errRow(sys.label, sys.key, err)
-	}
-	defer c.kill()
-	if err := c.waitReady(3 * time.Minute); err != nil {
-		return errRow(sys.label, sys.key, err)
+	live := func(f func(id *idler)) {
+		for _, id := range ids {
+			if id.row == nil {
+				f(id)
+			}
+		}
 	}
 	b.quiet()
-	c.start()
-	time.Sleep(dbSettle)
+	live(func(id *idler) { id.c.start() })
+	time.Sleep(b.dbSettle())
 	m := srv.meter()
-	pid := c.cmd.Process.Pid
-	cpu0, px0, t0 := procCPU(pid), px.snapshot(), time.Now()
+	t0 := time.Now()
+	live(func(id *idler) { id.cpu0, id.px0 = procCPU(id.c.cmd.Process.Pid), id.px.snapshot() })
 	calls0, callsErr := srv.calls(bg)
 	m.begin()
 	time.Sleep(b.n.dbIdle)
 	m.end()
-	cpu1, px1, t1 := procCPU(pid), px.snapshot(), time.Now()
+	live(func(id *idler) { id.cpu1, id.px1 = procCPU(id.c.cmd.Process.Pid), id.px.snapshot() })
 	calls1, err := srv.calls(bg)
 	if callsErr == nil {
 		callsErr = err
 	}
-	window := t1.Sub(t0).Seconds()
+	window := time.Since(t0).Seconds()
 
-	var sendErr error
-	ctx, cancel := context.WithTimeout(bg, 10*time.Second)
-	sendErr = sys.send(ctx, queue, 0)
-	cancel()
-	if sendErr == nil {
-		for deadline := time.Now().Add(2 * time.Minute); c.progress.Load() < 1 && time.Now().Before(deadline); {
+	var wg sync.WaitGroup
+	live(func(id *idler) {
+		wg.Go(func() {
+			ctx, cancel := context.WithTimeout(bg, 10*time.Second)
+			defer cancel()
+			id.sendErr = id.sys.send(ctx, id.queue, 0)
+		})
+	})
+	wg.Wait()
+	deadline := time.Now().Add(2 * time.Minute)
+	var rows []*Row
+	for _, id := range ids {
+		if id.row != nil {
+			rows = append(rows, id.row)
+			continue
+		}
+		for id.sendErr == nil && id.c.progress.Load() < 1 && time.Now().Before(deadline) {
 			time.Sleep(5 * time.Millisecond)
 		}
+		res, ru, err := id.c.finish(time.Minute)
+		r := rowFrom(id.sys.label, id.spec, 1, res, ru)
+		if err == nil {
+			err = id.sendErr
+		}
+		if err != nil {
+			r.Error = err.Error()
+		}
+		r.MsgPerS, r.CPUPer1k = 0, -1
+		r.P99Ms, r.MaxMs = nil, nil
+		if id.cpu0 >= 0 && id.cpu1 >= 0 {
+			r.CPUPct = (id.cpu1 - id.cpu0) / window * 100
+		}
+		d := countDelta(id.px0, id.px1)
+		r.Extra = map[string]any{
+			"idleSeconds":       round1(window),
+			srv.unit + "PerSec": round2(float64(proxyTotal(srv, d)) / window),
+			srv.unit + "ByKind": topCounts(d, 8),
+			"childCpuMsPerMin":  round1((id.cpu1 - id.cpu0) * 1000 / window * 60),
+		}
+		if srv.unit == "statements" {
+			r.Extra["roundTripsPerSec"] = round2(float64(d[pgQuery]+d[pgSync]) / window)
+		}
+		if len(res.Latencies) == 1 && res.Latencies[0] >= 0 {
+			r.Extra["pickupMs"] = round1(float64(res.Latencies[0]) / 1e6)
+		}
+		r.Limit = "idle"
+		rows = append(rows, r)
 	}
-	res, ru, err := c.finish(time.Minute)
-	r := rowFrom(sys.label, spec, 1, res, ru)
-	if err == nil {
-		err = sendErr
-	}
-	if err != nil {
-		r.Error = err.Error()
-	}
-	r.MsgPerS, r.CPUPer1k = 0, -1
-	r.P99Ms, r.MaxMs = nil, nil
-	if cpu0 >= 0 && cpu1 >= 0 {
-		r.CPUPct = (cpu1 - cpu0) / window * 100
-	}
+	// The server's own figures cover every worker at once (and anyone
+	// else using the server).
+	server := fmt.Sprintf("over the idle window, with the %d workers idle at once: ", len(ids))
 	if m != nil && m.c0 >= 0 && m.c1 >= 0 {
-		pct := (m.c1 - m.c0) / m.t1.Sub(m.t0).Seconds() * 100
-		r.BrokerCPUPct = &pct
+		server += fmt.Sprintf("%s CPU %.1f%% of a core, ", srv.name, (m.c1-m.c0)/m.t1.Sub(m.t0).Seconds()*100)
 	}
-	d := countDelta(px0, px1)
-	r.Extra = map[string]any{
-		"idleSeconds":       round1(window),
-		srv.unit + "PerSec": round2(float64(proxyTotal(srv, d)) / window),
-		srv.unit + "ByKind": topCounts(d, 8),
-		"childCpuMsPerMin":  round1((cpu1 - cpu0) * 1000 / window * 60),
-		srv.callsName + "PerSec": func() any {
-			if callsErr != nil {
-				return "unavailable: " + callsErr.Error()
-			}
-			return round2(float64(calls1-calls0) / window)
-		}(),
+	if callsErr != nil {
+		server += srv.callsName + " unavailable: " + callsErr.Error()
+	} else {
+		server += fmt.Sprintf("%s %.2f/s (the server's own counter: every client, the bench's and anyone else's on the machine)", srv.callsName, float64(calls1-calls0)/window)
 	}
-	if srv.unit == "statements" {
-		r.Extra["roundTripsPerSec"] = round2(float64(d[pgQuery]+d[pgSync]) / window)
-	}
-	if len(res.Latencies) == 1 && res.Latencies[0] >= 0 {
-		r.Extra["pickupMs"] = round1(float64(res.Latencies[0]) / 1e6)
-	}
-	r.Limit = "idle"
-	return r
+	return rows, server
 }
 
 // proxyTotal is what the proxy counted as the unit of the server:

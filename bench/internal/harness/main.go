@@ -66,7 +66,7 @@ var (
 	full = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}, opsMem: 50_000, opsAzure: 1000,
 		redis: 50_000, postgres: 20_000, dbRate: 100, dbOpenLoop: 20 * time.Second, dbIdle: 20 * time.Second}
 	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}, opsMem: 20_000, opsAzure: 300,
-		redis: 5000, postgres: 3000, dbRate: 100, dbOpenLoop: 3 * time.Second, dbIdle: 3 * time.Second}
+		redis: 5000, postgres: 3000, dbRate: 100, dbOpenLoop: 2 * time.Second, dbIdle: 2 * time.Second}
 )
 
 // Main runs the benchmark; it returns the exit status.

@@ -67,7 +67,7 @@ func (b *bench) scenarioRedis() []*Scenario {
 		cleanup: r.cleanAsynq,
 	})
 	tuned := systems[len(systems)-1]
-	tuned.key, tuned.parts = proto.Asynq+"-100ms", "2"
+	tuned.key, tuned.parts, tuned.quickParts = proto.Asynq+"-100ms", "2", ptr("")
 	tuned.label = "asynq server (Concurrency 16, TaskCheckInterval 100 ms)"
 	tuned.spec = func(queue, conn string) proto.Spec {
 		return proto.Spec{System: proto.Asynq, Concurrency: conc, RedisURL: conn, Queue: queue, TaskCheck: 100 * time.Millisecond}
@@ -125,9 +125,9 @@ func (b *bench) scenarioPostgres() []*Scenario {
 	if jh := b.jobhostPostgres(p); jh != nil {
 		systems = append(systems, *jh)
 	}
-	river := func(key, label string, cooldown time.Duration, parts string, refN int64) dbSystem {
+	river := func(key, label string, cooldown time.Duration, parts string, quickParts *string, refN int64) dbSystem {
 		return dbSystem{
-			key: key, label: label, parts: parts, refN: refN,
+			key: key, label: label, parts: parts, quickParts: quickParts, refN: refN,
 			spec: func(queue, conn string) proto.Spec {
 				return proto.Spec{System: proto.River, Concurrency: conc, PostgresURL: conn, Queue: queue, Schema: p.riverSchema, FetchCooldown: cooldown}
 			},
@@ -148,8 +148,8 @@ func (b *bench) scenarioPostgres() []*Scenario {
 	// with a client of the same FetchCooldown (River notifies a queue of
 	// inserts at most once per the inserting client's cooldown).
 	systems = append(systems,
-		river(proto.River, "River (MaxWorkers 16, FetchCooldown 1 ms, the minimum, for workers and inserts; FetchPollInterval 1 s)", time.Millisecond, "12", 0),
-		river(proto.River+"-default", "River (MaxWorkers 16, defaults: FetchCooldown 100 ms, FetchPollInterval 1 s)", 0, "", max(n/10, 500)))
+		river(proto.River, "River (MaxWorkers 16, FetchCooldown 1 ms, the minimum, for workers and inserts; FetchPollInterval 1 s)", time.Millisecond, "12", nil, 0),
+		river(proto.River+"-default", "River (MaxWorkers 16, defaults: FetchCooldown 100 ms, FetchPollInterval 1 s)", 0, "", ptr("3"), max(n/10, 500)))
 	out := b.dbScenario(srv, systems, proto.JobhostPostgres, proto.River, "River", n)
 	if len(out) > 0 {
 		out[0].Notes = append(out[0].Notes, fmt.Sprintf("PostgreSQL %s on %s, the machine's server, shared (%s); jobhost's tables in schema %s (postgres.Migrate), River's in schema %s (rivermigrate: %s); the tables of both emptied (TRUNCATE) before and after each run, both schemas dropped at the end.", p.version(), addr, p.settings(), p.jobhostSchema, p.riverSchema, migrated))
@@ -168,3 +168,5 @@ func dbOf(u string) string {
 	}
 	return "0"
 }
+
+func ptr[T any](v T) *T { return &v }
