@@ -101,9 +101,13 @@ func (b *bench) dbScenario(srv dbServer, systems []dbSystem, jobhostKey, peerKey
 		}
 		rows, server := b.dbIdle(srv, idle)
 		t3.Rows = rows
+		what := ", commands inside scripts not seen"
+		if srv.unit == "statements" {
+			what = "; statements are simple queries and extended-protocol executes, round trips simple queries and syncs"
+		}
 		t3.Notes = append(t3.Notes,
 			"CPU % core is the worker's own CPU over the idle window (childCpuMsPerMin the same in ms per minute).",
-			fmt.Sprintf("%sPerSec counts what the worker sent through its own proxy (its connections only)%s.", srv.unit, map[bool]string{true: "; statements are simple queries and extended-protocol executes, round trips simple queries and syncs", false: ", commands inside scripts not seen"}[srv.unit == "statements"]),
+			fmt.Sprintf("%sPerSec counts what the worker sent through its own proxy (its connections only)%s.", srv.unit, what),
 			"p50 is the pickup of one message sent after the idle window: enqueue→start.",
 			server+".")
 		out = append(out, t3)
