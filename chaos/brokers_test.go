@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobhost/jobhost/internal/tcpproxy"
+
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jobhost/jobhost/triggers/postgres"
@@ -31,7 +33,7 @@ type brokerQueue struct {
 // JOBHOST_REQUIRE_BROKERS=1). With via, the worker connects through a
 // proxy in front of the server; the test always connects straight. The
 // server itself is never restarted: it keeps nothing across a restart.
-func redisQueue(t *testing.T, via bool) (brokerQueue, *proxy) {
+func redisQueue(t *testing.T, via bool) (brokerQueue, *tcpproxy.Proxy) {
 	t.Helper()
 	server := redistest.Require(t)
 	c := redistest.Client(t)
@@ -41,10 +43,10 @@ func redisQueue(t *testing.T, via bool) (brokerQueue, *proxy) {
 	if err != nil || u.Host == "" {
 		t.Skipf("REDIS_SERVER_URL %q is not host:port: the chaos proxy cannot stand in front of it", server)
 	}
-	var p *proxy
+	var p *tcpproxy.Proxy
 	if via {
-		p = newProxy(t, u.Host)
-		u.Host = p.addr
+		p = tcpproxy.New(t, u.Host)
+		u.Host = p.Addr()
 	}
 	return brokerQueue{
 		env: map[string]string{redis.EnvServerURL: u.String(), "ChaosQueue": redistest.StreamURL(stream).String()},
@@ -86,7 +88,7 @@ func redisQueue(t *testing.T, via bool) (brokerQueue, *proxy) {
 // the end) on the machine's PostgreSQL (pgtest.Require: skipped loudly
 // when unreachable, failed with JOBHOST_REQUIRE_BROKERS=1). With via, the
 // worker connects through a proxy in front of the server.
-func postgresQueue(t *testing.T, via bool) (brokerQueue, *proxy) {
+func postgresQueue(t *testing.T, via bool) (brokerQueue, *tcpproxy.Proxy) {
 	t.Helper()
 	dsn := pgtest.Require(t)
 	schema := pgtest.NewSchema(t)
@@ -96,10 +98,10 @@ func postgresQueue(t *testing.T, via bool) (brokerQueue, *proxy) {
 	if err != nil || u.Host == "" {
 		t.Skipf("the PostgreSQL connection string is not a postgres:// URL with a host: the chaos proxy cannot stand in front of it")
 	}
-	var p *proxy
+	var p *tcpproxy.Proxy
 	if via {
-		p = newProxy(t, u.Host)
-		u.Host = p.addr
+		p = tcpproxy.New(t, u.Host)
+		u.Host = p.Addr()
 	}
 	table := func(name string) string { return pgx.Identifier{schema, name}.Sanitize() }
 	return brokerQueue{

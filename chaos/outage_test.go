@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobhost/jobhost/internal/tcpproxy"
+
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 )
@@ -54,8 +56,8 @@ func TestBrokerOutage(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p := newProxy(t, u.Host)
-		u.Host = p.addr
+		p := tcpproxy.New(t, u.Host)
+		u.Host = p.Addr()
 		pub := rabbittest.NewPublisher(t) // straight to the broker, not through the proxy
 		conn := rabbittest.Dial(t)
 		runOutage(t, outage{
@@ -71,8 +73,8 @@ func TestBrokerOutage(t *testing.T) {
 				}
 			},
 			count:   func() int { return rabbittest.QueueDepth(t, conn, queue) },
-			cut:     p.cut,
-			restore: func() { p.restore(t) },
+			cut:     p.Cut,
+			restore: func() { p.Restore(t) },
 		})
 	})
 	// Redis and PostgreSQL: the worker's connections are cut through the
@@ -81,7 +83,7 @@ func TestBrokerOutage(t *testing.T) {
 	// nothing may be lost on either.
 	for _, b := range []struct {
 		name string
-		open func(*testing.T, bool) (brokerQueue, *proxy)
+		open func(*testing.T, bool) (brokerQueue, *tcpproxy.Proxy)
 	}{{"redis", redisQueue}, {"postgres", postgresQueue}} {
 		t.Run(b.name, func(t *testing.T) {
 			q, p := b.open(t, true)
@@ -89,8 +91,8 @@ func TestBrokerOutage(t *testing.T) {
 				env:     q.env,
 				send:    func(bodies []string) { q.send(bodies) },
 				count:   q.count,
-				cut:     p.cut,
-				restore: func() { p.restore(t) },
+				cut:     p.Cut,
+				restore: func() { p.Restore(t) },
 			})
 		})
 	}

@@ -15,6 +15,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobhost/jobhost/internal/tcpproxy"
+
 	amqp "github.com/rabbitmq/amqp091-go"
 
 	"github.com/jobhost/jobhost/triggers/rabbitmq"
@@ -63,8 +65,8 @@ func runRabbitRetryOutage(t *testing.T, restart bool) {
 		t.Skipf("the broker at %s is not local: rabbitmqctl cannot reach it", redactedHost(server))
 	}
 	queue := rabbittest.DeclareQueue(t, true, nil)
-	p := newProxy(t, u.Host)
-	u.Host = p.addr
+	p := tcpproxy.New(t, u.Host)
+	u.Host = p.Addr()
 	pub := rabbittest.NewPublisher(t)
 	for i := range total {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -95,14 +97,14 @@ func runRabbitRetryOutage(t *testing.T, restart bool) {
 	if restart {
 		brk = stopBroker(t)
 	}
-	p.cut()
+	p.Cut()
 	// The outage itself: a fault of fixed length, past the delay of every
 	// retry, not a synchronisation.
 	time.Sleep(time.Until(lastRetry.Add(delay + time.Second)))
 	if restart {
 		brk.start(queue)
 	}
-	p.restore(t)
+	p.Restore(t)
 	restoredAt := time.Now()
 	down := restoredAt.Sub(cutAt)
 

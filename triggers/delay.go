@@ -32,6 +32,12 @@ import (
 //   - servicebus: ScheduledEnqueueTime, no limit.
 //   - rabbitmq: the delay queue "<queue>-retry-q" with a per-message
 //     expiration, milliseconds, at most 2^32-1 ms (about 49.7 days).
+//   - redis: the delayed set "<stream>:delayed", due time in milliseconds
+//     (rounded up), no limit; the delay is kept by Redis, but a message is
+//     moved into the stream only by a Receive, so it waits while no worker
+//     runs.
+//   - postgres: the row's run_at, now() + delay by the server's clock, in
+//     whole microseconds rounded up, no limit.
 //
 // JetStream (nats-server before 2.12 has no message scheduling) and the
 // gocloud pubsub schemes do not implement it: a caller asking them for a

@@ -3,7 +3,6 @@ package pgstore_test
 import (
 	"context"
 	"fmt"
-	"net/url"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -13,67 +12,17 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/jobhost/jobhost/operations/pgstore"
+	"github.com/jobhost/jobhost/triggers/postgres/pgtest"
 )
 
-// defaultURL is the test server when JOBHOST_POSTGRES_URL is not set.
-const defaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-
-var (
-	probeOnce sync.Once
-	probeURL  string
-	probeErr  error
-	loudOnce  sync.Once
-	tableSeq  atomic.Int64
-)
+var tableSeq atomic.Int64
 
 // require returns the DSN of a reachable server, or skips the test (fails
-// it with JOBHOST_REQUIRE_BROKERS=1).
+// it with JOBHOST_REQUIRE_BROKERS=1): pgtest's rule and server, the queue
+// driver's (pgstore.EnvURL is postgres.EnvURL).
 func require(t testing.TB) string {
 	t.Helper()
-	probeOnce.Do(func() {
-		candidates := []string{os.Getenv(pgstore.EnvURL)}
-		if candidates[0] == "" {
-			// The machine's server trusts local users; postgres, or root.
-			candidates = []string{defaultURL, "postgres://root@127.0.0.1:5432/test?sslmode=disable"}
-		}
-		for _, c := range candidates {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			conn, err := pgx.Connect(ctx, c)
-			if err == nil {
-				err = conn.Ping(ctx)
-				conn.Close(ctx)
-			}
-			cancel()
-			if err == nil {
-				probeURL, probeErr = c, nil
-				return
-			}
-			if probeErr == nil {
-				probeErr = err
-			}
-		}
-	})
-	if probeURL != "" {
-		return probeURL
-	}
-	msg := fmt.Sprintf("POSTGRESQL NOT AVAILABLE at %s (%v): start PostgreSQL or set %s; set JOBHOST_REQUIRE_BROKERS=1 to fail instead of skipping",
-		redacted(os.Getenv(pgstore.EnvURL)), probeErr, pgstore.EnvURL)
-	if os.Getenv("JOBHOST_REQUIRE_BROKERS") == "1" {
-		t.Fatal(msg)
-	}
-	loudOnce.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg) })
-	t.Skip(msg)
-	return ""
-}
-
-func redacted(s string) string {
-	if s == "" {
-		return defaultURL
-	}
-	if u, err := url.Parse(s); err == nil && u.Host != "" {
-		return u.Redacted()
-	}
-	return "(the " + pgstore.EnvURL + " connection string)"
+	return pgtest.Require(t)
 }
 
 // admin returns a plain connection for test setup and inspection.

@@ -1,30 +1,23 @@
 package tablestore
 
 import (
-	"encoding/base64"
+	"errors"
 	"fmt"
-	"net/url"
-	"os"
 	"strings"
 
-	"github.com/Azure/azure-sdk-for-go/sdk/azidentity"
 	"github.com/Azure/azure-sdk-for-go/sdk/data/aztables"
+
+	"github.com/jobhost/jobhost/internal/storageconn"
 )
 
 // DefaultConnection is the connection name used when none is given, as in
 // Azure Functions and the queue driver (it resolves to the
 // AzureWebJobsStorage setting).
-const DefaultConnection = "Storage"
+const DefaultConnection = storageconn.DefaultConnection
 
 // DevelopmentTableEndpoint is the table endpoint UseDevelopmentStorage=true
 // stands for: Azurite's well-known account on its default table port.
-const DevelopmentTableEndpoint = "http://127.0.0.1:10002/devstoreaccount1"
-
-// Azurite's well-known account and its public development key.
-const (
-	devAccount = "devstoreaccount1"
-	devKey     = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
-)
+const DevelopmentTableEndpoint = storageconn.DevelopmentTableEndpoint
 
 // Lookup reads one app setting by name; ok is false when it is not set. A
 // nil Lookup reads environment variables (exact name first, then a
@@ -50,16 +43,16 @@ func NewServiceClient(connection string, lookup Lookup, o *aztables.ClientOption
 	if err != nil {
 		return nil, err
 	}
-	if !ep.identity {
+	if ep.Auth != storageconn.Identity {
 		return ep.client(o)
 	}
-	cred, err := azidentity.NewDefaultAzureCredential(nil)
+	cred, err := ep.IdentityCredential()
 	if err != nil {
-		return nil, fmt.Errorf("tablestore: connection %q (setting %s): identity-based connection: %w", ep.name, ep.setting, err)
+		return nil, fmt.Errorf("tablestore: %w", err)
 	}
-	c, err := aztables.NewServiceClient(ep.serviceURL, cred, o)
+	c, err := aztables.NewServiceClient(ep.ServiceURL, cred, o)
 	if err != nil {
-		return nil, fmt.Errorf("tablestore: connection %q (setting %s): cannot create a table client: %w", ep.name, ep.setting, err)
+		return nil, fmt.Errorf("tablestore: connection %q (setting %s): cannot create a table client: %w", ep.Connection, ep.Setting, err)
 	}
 	return c, nil
 }
@@ -73,66 +66,21 @@ func Describe(connection string, lookup Lookup) string {
 	if err != nil {
 		return "unresolved: " + err.Error()
 	}
-	auth := "shared key"
-	switch {
-	case ep.identity:
-		auth = "identity"
-	case ep.sas != "":
-		auth = "SAS"
-	}
-	return strings.TrimSuffix(ep.serviceURL, "/") + " (" + auth + ")"
+	return ep.Describe()
 }
 
-// resolve finds the settings for a connection and parses them.
+// resolve finds the settings for a connection and parses them, the service
+// URL without a trailing slash.
 func resolve(connection string, lookup Lookup) (*endpoint, error) {
-	name := strings.TrimSpace(connection)
-	if name == "" {
-		name = DefaultConnection
+	c, err := storageconn.Resolve(connection, lookup, storageconn.Table)
+	if err != nil {
+		var cse *storageconn.ConnectionStringError
+		if errors.As(err, &cse) {
+			return nil, fmt.Errorf("tablestore: connection %q (setting %s): invalid connection string: %s", cse.Connection, cse.Setting, cse.Reason)
+		}
+		return nil, fmt.Errorf("tablestore: %w", err)
 	}
-	if lookup == nil {
-		lookup = lookupEnv
-	}
-	get := func(key string) string {
-		v, ok := lookup(key)
-		if !ok {
-			return ""
-		}
-		return strings.TrimSpace(v)
-	}
-	var tried []string
-	for _, prefix := range []string{"AzureWebJobs" + name, name} {
-		if prefix == "AzureWebJobs"+name && strings.HasPrefix(name, "AzureWebJobs") {
-			continue // the full setting name was given
-		}
-		tried = append(tried, prefix)
-		if v := get(prefix); v != "" {
-			ep, err := parseConnectionString(v)
-			if err != nil {
-				return nil, fmt.Errorf("tablestore: connection %q (setting %s): %s", name, prefix, strings.TrimPrefix(err.Error(), "tablestore: "))
-			}
-			ep.name, ep.setting = name, prefix
-			return ep, nil
-		}
-		uriKey, accountKey := prefix+"__tableServiceUri", prefix+"__accountName"
-		tried = append(tried, uriKey, accountKey)
-		if v := get(uriKey); v != "" {
-			u, err := url.Parse(v)
-			if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-				return nil, fmt.Errorf("tablestore: connection %q: setting %s is not an http(s) URL", name, uriKey)
-			}
-			if u.RawQuery != "" || u.User != nil {
-				return nil, fmt.Errorf("tablestore: connection %q: setting %s must be a plain service URL, without a query or credentials (put a SAS in a connection string instead)", name, uriKey)
-			}
-			return &endpoint{name: name, setting: uriKey, serviceURL: strings.TrimSuffix(u.String(), "/"), identity: true}, nil
-		}
-		if v := get(accountKey); v != "" {
-			if !validAccountName(v) {
-				return nil, fmt.Errorf("tablestore: connection %q: setting %s is not a storage account name (3-24 lowercase letters and digits)", name, accountKey)
-			}
-			return &endpoint{name: name, setting: accountKey, serviceURL: "https://" + v + ".table.core.windows.net", identity: true, account: v}, nil
-		}
-	}
-	return nil, fmt.Errorf("tablestore: connection %q: none of %s is set", name, strings.Join(tried, ", "))
+	return newEndpoint(c), nil
 }
 
 // NewServiceClientFromConnectionString returns a table service client for
@@ -143,141 +91,43 @@ func resolve(connection string, lookup Lookup) (*endpoint, error) {
 // AccountName and AccountKey, or a SharedAccessSignature. Errors never
 // repeat the connection string.
 func NewServiceClientFromConnectionString(conn string, o *aztables.ClientOptions) (*aztables.ServiceClient, error) {
-	ep, err := parseConnectionString(conn)
+	c, err := storageconn.Parse(conn, storageconn.Table)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("tablestore: %w", err)
 	}
-	return ep.client(o)
+	return newEndpoint(c).client(o)
 }
 
 // client returns a service client for a connection string's endpoint.
 func (ep *endpoint) client(o *aztables.ClientOptions) (*aztables.ServiceClient, error) {
 	fail := func() (*aztables.ServiceClient, error) {
-		return nil, fmt.Errorf("tablestore: cannot create a table client for %s", ep.serviceURL)
+		return nil, fmt.Errorf("tablestore: cannot create a table client for %s", ep.ServiceURL)
 	}
-	if ep.sas != "" {
-		c, err := aztables.NewServiceClientWithNoCredential(ep.serviceURL+"?"+ep.sas, o)
+	if ep.Auth == storageconn.SAS {
+		c, err := aztables.NewServiceClientWithNoCredential(ep.ServiceURL+"?"+ep.SAS, o)
 		if err != nil {
 			return fail()
 		}
 		return c, nil
 	}
-	cred, err := aztables.NewSharedKeyCredential(ep.account, ep.key)
+	cred, err := aztables.NewSharedKeyCredential(ep.Account, ep.Key)
 	if err != nil {
 		return fail()
 	}
-	c, err := aztables.NewServiceClientWithSharedKey(ep.serviceURL, cred, o)
+	c, err := aztables.NewServiceClientWithSharedKey(ep.ServiceURL, cred, o)
 	if err != nil {
 		return fail()
 	}
 	return c, nil
 }
 
-// endpoint is a parsed connection string. It holds secrets: never format it
-// into an error, but for serviceURL.
-type endpoint struct {
-	name, setting string // the connection and the setting it came from, if resolved
-	identity      bool   // authenticate with DefaultAzureCredential
-	serviceURL    string // without a query or a trailing slash
-	account       string
-	key           string
-	sas           string
-}
+// endpoint is a resolved or parsed connection, its service URL without a
+// query or a trailing slash. It holds secrets: never format it into an
+// error, but for ServiceURL, Connection and Setting.
+type endpoint struct{ storageconn.Conn }
 
-// parseConnectionString parses a storage connection string for its table
-// endpoint, with errors that never echo it.
-func parseConnectionString(cs string) (*endpoint, error) {
-	fail := func(format string, args ...any) (*endpoint, error) {
-		return nil, fmt.Errorf("tablestore: invalid connection string: "+format, args...)
-	}
-	kv := map[string]string{}
-	for _, part := range strings.Split(strings.TrimRight(strings.TrimSpace(cs), ";"), ";") {
-		part = strings.TrimSpace(part)
-		if part == "" {
-			continue
-		}
-		k, v, ok := strings.Cut(part, "=")
-		if !ok {
-			return fail("expected Key=Value pairs separated by ';'")
-		}
-		kv[strings.ToLower(strings.TrimSpace(k))] = strings.TrimSpace(v)
-	}
-	if len(kv) == 0 {
-		return fail("it is empty")
-	}
-	if strings.EqualFold(kv["usedevelopmentstorage"], "true") {
-		return &endpoint{serviceURL: DevelopmentTableEndpoint, account: devAccount, key: devKey}, nil
-	}
-	ep := &endpoint{account: kv["accountname"]}
-	protocol := kv["defaultendpointsprotocol"]
-	if protocol == "" {
-		protocol = "https"
-	}
-	suffix := kv["endpointsuffix"]
-	if suffix == "" {
-		suffix = "core.windows.net"
-	}
-	if v := kv["tableendpoint"]; v != "" {
-		u, err := url.Parse(v)
-		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			return fail("TableEndpoint is not an http(s) URL")
-		}
-		u.RawQuery, u.ForceQuery, u.Fragment, u.User = "", false, "", nil
-		ep.serviceURL = strings.TrimSuffix(u.String(), "/")
-	} else if ep.account != "" {
-		if protocol != "http" && protocol != "https" {
-			return fail("DefaultEndpointsProtocol must be http or https")
-		}
-		if strings.ContainsAny(suffix, "/?#@ ") {
-			return fail("EndpointSuffix is not a domain")
-		}
-		ep.serviceURL = protocol + "://" + ep.account + ".table." + suffix
-	} else {
-		return fail("it needs AccountName or TableEndpoint")
-	}
-	key, sas := kv["accountkey"], strings.TrimPrefix(kv["sharedaccesssignature"], "?")
-	switch {
-	case ep.account != "" && key != "":
-		if _, err := base64.StdEncoding.DecodeString(key); err != nil {
-			return fail("AccountKey is not valid base64")
-		}
-		ep.key = key
-	case sas != "":
-		if _, err := url.ParseQuery(sas); err != nil {
-			return fail("SharedAccessSignature is not a valid query string")
-		}
-		ep.sas = sas
-	case key != "":
-		return fail("AccountKey needs AccountName")
-	default:
-		return fail("it needs AccountKey or SharedAccessSignature")
-	}
-	return ep, nil
-}
-
-func validAccountName(s string) bool {
-	if len(s) < 3 || len(s) > 24 {
-		return false
-	}
-	for _, c := range s {
-		if (c < 'a' || c > 'z') && (c < '0' || c > '9') {
-			return false
-		}
-	}
-	return true
-}
-
-// lookupEnv is the default Lookup: environment variables, exact name first,
-// then case-insensitively.
-func lookupEnv(name string) (string, bool) {
-	if v, ok := os.LookupEnv(name); ok {
-		return v, true
-	}
-	for _, e := range os.Environ() {
-		k, v, ok := strings.Cut(e, "=")
-		if ok && strings.EqualFold(k, name) {
-			return v, true
-		}
-	}
-	return "", false
+// newEndpoint trims the trailing slash off c's service URL.
+func newEndpoint(c *storageconn.Conn) *endpoint {
+	c.ServiceURL = strings.TrimSuffix(c.ServiceURL, "/")
+	return &endpoint{*c}
 }

@@ -64,8 +64,9 @@ commands:
   functions   list the functions with their resolved queues and effective settings
   validate    check host.json, app settings and functions without connecting
   send        enqueue a message:  send --queue Q (--json TEXT | --file F)
-              (creates a missing Storage Queue, RabbitMQ queue or NATS stream,
-              as outputs do, whatever createQueues says)
+              (creates a missing Storage Queue, RabbitMQ queue, NATS stream,
+              Redis stream or PostgreSQL queue tables, as outputs do, whatever
+              createQueues says)
   peek        show messages without dequeuing them:  peek --queue Q [-n N]
   queues      list the account's Storage Queues with message counts, poison queues marked
   poison      poison messages:  poison list|requeue|purge --queue Q  (see poison --help)
@@ -78,46 +79,92 @@ common flags (after the command):
   --dev           human-readable console logs (also AZURE_FUNCTIONS_ENVIRONMENT=Development)
 `
 
+// commands are the program's commands.
+var commands = commandTable{help: usage, subs: []subcommand{
+	{"run", (*command).run},
+	{"functions", func(c *command, _ context.Context) int { return c.functions() }},
+	{"validate", func(c *command, _ context.Context) int { return c.validate() }},
+	{"send", (*command).send},
+	{"peek", (*command).peek},
+	{"queues", (*command).queues},
+	{"poison", func(c *command, ctx context.Context) int { return poisonCommands.dispatch(ctx, c.Env, c.Args[1:]) }},
+	{"operations", func(c *command, ctx context.Context) int { return operationsCommands.dispatch(ctx, c.Env, c.Args[1:]) }},
+}}
+
 // Run runs one command and returns its exit status.
 func Run(ctx context.Context, e Env) int {
 	if e.Registry == nil {
 		e.Registry = functions.Default
 	}
-	prog := "jobhost"
-	if len(e.Args) == 0 || e.Args[0] == "-h" || e.Args[0] == "--help" || e.Args[0] == "help" {
-		fmt.Fprintf(e.Stderr, usage, prog)
-		if len(e.Args) == 0 {
+	return commands.dispatch(ctx, e, e.Args)
+}
+
+// subcommand is one row of a command table: the name typed and the method
+// that runs it.
+type subcommand struct {
+	name string
+	run  func(c *command, ctx context.Context) int
+}
+
+// commandTable is the program's commands (name "") or a command's
+// subcommands ("poison" list, requeue and purge).
+type commandTable struct {
+	name string // "poison"; "" for the program's commands
+	// help is printed for help and usage errors: a format of the program
+	// name, "jobhost". A subcommand's --help prints it too, then the
+	// subcommand's flags.
+	help string
+	subs []subcommand
+}
+
+// dispatch runs the (sub)command that args[0] names, args being its name
+// and arguments. With no name it prints the help and returns ExitUsage;
+// with -h, --help or help it prints the help and returns ExitOK; an
+// unknown name is a usage error.
+func (t *commandTable) dispatch(ctx context.Context, e Env, args []string) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprintf(e.Stderr, t.help, "jobhost")
+		if len(args) == 0 {
 			return ExitUsage
 		}
 		return ExitOK
 	}
-	c := &command{Env: e, name: e.Args[0]}
-	switch c.name {
-	case "run":
-		return c.run(ctx)
-	case "functions":
-		return c.functions()
-	case "validate":
-		return c.validate()
-	case "send":
-		return c.send(ctx)
-	case "peek":
-		return c.peek(ctx)
-	case "queues":
-		return c.queues(ctx)
-	case "poison":
-		return c.poison(ctx)
-	case "operations":
-		return c.operations(ctx)
+	for _, sub := range t.subs {
+		if sub.name != args[0] {
+			continue
+		}
+		e.Args = args
+		c := &command{Env: e, name: args[0]}
+		if t.name != "" {
+			c.name, c.help = t.name+" "+args[0], t.help
+		}
+		return sub.run(c, ctx)
 	}
-	fmt.Fprintf(e.Stderr, "jobhost: unknown command %q\n", c.name)
-	fmt.Fprintf(e.Stderr, usage, prog)
+	if t.name == "" {
+		fmt.Fprintf(e.Stderr, "jobhost: unknown command %q\n", args[0])
+		fmt.Fprintf(e.Stderr, t.help, "jobhost")
+		return ExitUsage
+	}
+	fmt.Fprintf(e.Stderr, "jobhost %s: unknown subcommand %q (%s)\n", t.name, args[0], t.names())
 	return ExitUsage
+}
+
+// names lists the subcommands: "list, requeue or purge".
+func (t *commandTable) names() string {
+	names := make([]string, len(t.subs))
+	for i, sub := range t.subs {
+		names[i] = sub.name
+	}
+	if len(names) < 2 {
+		return strings.Join(names, "")
+	}
+	return strings.Join(names[:len(names)-1], ", ") + " or " + names[len(names)-1]
 }
 
 type command struct {
 	Env
 	name     string
+	help     string // the command's help, for a subcommand's --help
 	fs       *flag.FlagSet
 	hostJSON string
 	local    string
@@ -125,16 +172,47 @@ type command struct {
 	output   string
 }
 
-// parse declares the common flags, lets add declare more, and parses.
-func (c *command) parse(add func(fs *flag.FlagSet)) bool {
+// declare makes c's flag set with the common flags and add's. A
+// subcommand's usage (--help, a bad flag) prints its command's help, then
+// its own flags.
+func (c *command) declare(add func(fs *flag.FlagSet)) {
 	c.fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
 	c.fs.SetOutput(c.Stderr)
 	c.fs.StringVar(&c.hostJSON, "host-json", "host.json", "host.json to read")
 	c.fs.StringVar(&c.local, "settings", "local.settings.json", "local.settings.json to read")
 	c.fs.BoolVar(&c.dev, "dev", false, "human-readable console logs")
+	if c.help != "" {
+		fs := c.fs
+		fs.Usage = func() {
+			fmt.Fprintf(fs.Output(), c.help, "jobhost")
+			fmt.Fprintf(fs.Output(), "\nflags of %s:\n", c.name)
+			fs.PrintDefaults()
+		}
+	}
 	if add != nil {
 		add(c.fs)
 	}
+}
+
+// outputFlag declares --output (table or json) on fs.
+func (c *command) outputFlag(fs *flag.FlagSet) {
+	fs.StringVar(&c.output, "output", "table", "table or json")
+}
+
+// outputOK reports whether --output, if the command has it, is table or
+// json, and says so when it is not.
+func (c *command) outputOK() bool {
+	if c.fs.Lookup("output") != nil && c.output != "table" && c.output != "json" {
+		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
+		return false
+	}
+	return true
+}
+
+// parse declares the common flags, lets add declare more, and parses,
+// taking no positional argument.
+func (c *command) parse(add func(fs *flag.FlagSet)) bool {
+	c.declare(add)
 	if err := c.fs.Parse(c.Args[1:]); err != nil {
 		return false
 	}
@@ -142,11 +220,7 @@ func (c *command) parse(add func(fs *flag.FlagSet)) bool {
 		fmt.Fprintf(c.Stderr, "jobhost %s: unexpected argument %q\n", c.name, c.fs.Arg(0))
 		return false
 	}
-	if c.fs.Lookup("output") != nil && c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
-		return false
-	}
-	return true
+	return c.outputOK()
 }
 
 // printJSON writes v to stdout as indented JSON (--output json).
@@ -238,7 +312,14 @@ func (c *command) setup(add func(fs *flag.FlagSet)) (*runtime.Host, *runtime.Con
 }
 
 func (c *command) run(ctx context.Context) int {
-	h, _, logs, ok := c.setup(nil)
+	if !c.parse(nil) {
+		return ExitUsage
+	}
+	cfg, settings, ok := c.load()
+	if !ok {
+		return ExitUsage
+	}
+	h, logs, ok := c.host(cfg, settings)
 	if !ok {
 		return ExitUsage
 	}
@@ -333,7 +414,7 @@ func (r *retryInfo) String() string {
 }
 
 func (c *command) functions() int {
-	h, _, _, ok := c.setup(func(fs *flag.FlagSet) { fs.StringVar(&c.output, "output", "table", "table or json") })
+	h, _, _, ok := c.setup(c.outputFlag)
 	if !ok {
 		return ExitUsage
 	}

@@ -66,52 +66,26 @@ Exit status: 0 done; 1 the operation is not found or already completed, or
 the store failed; 2 bad arguments, host.json or settings (no store named).
 `
 
-// operations dispatches "operations list|show|cancel|purge|migrate".
-func (c *command) operations(ctx context.Context) int {
-	if len(c.Args) < 2 || c.Args[1] == "-h" || c.Args[1] == "--help" || c.Args[1] == "help" {
-		fmt.Fprintf(c.Stderr, operationsHelp, "jobhost")
-		if len(c.Args) < 2 {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	sub := &command{Env: c.Env, name: "operations " + c.Args[1]}
-	sub.Args = c.Args[1:]
-	switch c.Args[1] {
-	case "list":
-		return sub.opsList(ctx)
-	case "show":
-		return sub.opsShow(ctx)
-	case "cancel":
-		return sub.opsCancel(ctx)
-	case "purge":
-		return sub.opsPurge(ctx)
-	case "migrate":
-		return sub.opsMigrate(ctx)
-	}
-	fmt.Fprintf(c.Stderr, "jobhost operations: unknown subcommand %q (list, show, cancel, purge or migrate)\n", c.Args[1])
-	return ExitUsage
-}
+// operationsCommands are "operations list|show|cancel|purge|migrate".
+var operationsCommands = commandTable{name: "operations", help: operationsHelp, subs: []subcommand{
+	{"list", (*command).opsList},
+	{"show", (*command).opsShow},
+	{"cancel", (*command).opsCancel},
+	{"purge", (*command).opsPurge},
+	{"migrate", (*command).opsMigrate},
+}}
 
 // opsParse declares the common flags, --output and add's, and parses,
 // taking at most one positional argument (the operation id) before, after
 // or among the flags. It returns opsParsed, or the exit status when the
 // command ends here (a usage error, or --help).
 func (c *command) opsParse(add func(fs *flag.FlagSet), wantID bool) (string, int) {
-	c.fs = flag.NewFlagSet(c.name, flag.ContinueOnError)
-	c.fs.SetOutput(c.Stderr)
-	c.fs.StringVar(&c.hostJSON, "host-json", "host.json", "host.json to read")
-	c.fs.StringVar(&c.local, "settings", "local.settings.json", "local.settings.json to read")
-	c.fs.BoolVar(&c.dev, "dev", false, "human-readable console logs")
-	c.fs.StringVar(&c.output, "output", "table", "table or json")
-	if add != nil {
-		add(c.fs)
-	}
-	c.fs.Usage = func() {
-		fmt.Fprintf(c.fs.Output(), operationsHelp, "jobhost")
-		fmt.Fprintf(c.fs.Output(), "\nflags of %s:\n", c.name)
-		c.fs.PrintDefaults()
-	}
+	c.declare(func(fs *flag.FlagSet) {
+		c.outputFlag(fs)
+		if add != nil {
+			add(fs)
+		}
+	})
 	var args []string
 	rest := c.Args[1:]
 	for {
@@ -138,8 +112,7 @@ func (c *command) opsParse(add func(fs *flag.FlagSet), wantID bool) (string, int
 		fmt.Fprintf(c.Stderr, "jobhost %s: unexpected argument %q (one operation id at a time)\n", c.name, args[1])
 		return "", ExitUsage
 	}
-	if c.output != "table" && c.output != "json" {
-		fmt.Fprintf(c.Stderr, "jobhost %s: --output must be table or json, got %q\n", c.name, c.output)
+	if !c.outputOK() {
 		return "", ExitUsage
 	}
 	if !wantID {
@@ -438,12 +411,20 @@ func opsParseSince(v string, now time.Time) (time.Time, error) {
 	return now.Add(-d).UTC(), nil
 }
 
-func (c *command) opsShow(ctx context.Context) int {
+// opsOpenID parses the flags and the operation id of show and cancel and
+// opens the store. The store is nil when the command ends here, with the
+// exit status.
+func (c *command) opsOpenID(ctx context.Context) (string, *opsStore, int) {
 	id, code := c.opsParse(nil, true)
 	if code != opsParsed {
-		return code
+		return "", nil, code
 	}
 	s, code := c.openOps(ctx, false)
+	return id, s, code
+}
+
+func (c *command) opsShow(ctx context.Context) int {
+	id, s, code := c.opsOpenID(ctx)
 	if s == nil {
 		return code
 	}
@@ -532,11 +513,7 @@ type opsCancelResult struct {
 }
 
 func (c *command) opsCancel(ctx context.Context) int {
-	id, code := c.opsParse(nil, true)
-	if code != opsParsed {
-		return code
-	}
-	s, code := c.openOps(ctx, false)
+	id, s, code := c.opsOpenID(ctx)
 	if s == nil {
 		return code
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -18,6 +17,7 @@ import (
 	"github.com/jobhost/jobhost/operations/pgstore"
 	"github.com/jobhost/jobhost/operations/tablestore"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
+	"github.com/jobhost/jobhost/triggers/postgres/pgtest"
 )
 
 // opsEnv is a directory whose host.json names a table store on Azurite,
@@ -503,28 +503,11 @@ func TestOperationsMigrateTable(t *testing.T) {
 	}
 }
 
-// postgresURL returns a reachable PostgreSQL server's URL, or skips.
+// postgresURL returns a reachable PostgreSQL server's URL, or skips (fails
+// with JOBHOST_REQUIRE_BROKERS=1), as pgtest does.
 func postgresURL(t *testing.T) string {
 	t.Helper()
-	dsn := os.Getenv(pgstore.EnvURL)
-	if dsn == "" {
-		dsn = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	conn, err := pgx.Connect(ctx, dsn)
-	if err == nil {
-		err = conn.Ping(ctx)
-		conn.Close(ctx)
-	}
-	if err != nil {
-		msg := fmt.Sprintf("POSTGRESQL NOT AVAILABLE (%v): start it or set %s", redactText(err.Error()), pgstore.EnvURL)
-		if os.Getenv("JOBHOST_REQUIRE_BROKERS") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return dsn
+	return pgtest.Require(t)
 }
 
 // Migrate on PostgreSQL applies the migrations once; before it the other

@@ -30,13 +30,23 @@ function's trigger): a Storage Queue name or a subscription URL, and may use
   rabbit://Q           the queue Q-poison (or poison=...; not deadletter=native)
   nats://S?stream=T    the subject S-poison (or poison=...), in the stream that
                        captures it (T_POISON when jobhost created it)
+  redis://S            the stream S-poison (or poison=...)
+  postgres://Q         the rows of Q-poison (or poison=...) in the poison table
+                       (jobhost_queue_poison)
   azuresb://Q          the entity's dead-letter queue
+  kafka://T            the topic T-poison (or poison=...), read by offset
+  gcppubsub://...      the subscription <poison topic>-jobhost (or
+                       poisonsubscription=...) of the poison topic
+  awssqs://...         the poison queue
 
   %[1]s poison list --queue Q [-n N] [--output table|json]
       show the poison messages, payload decoded per the queue's messageEncoding.
       Storage Queues: peeked (at most 32). RabbitMQ: received and released, so
       listing marks them redelivered. NATS: read from the stream, untouched.
-      Service Bus: peeked.
+      Redis: read from the poison stream, untouched. PostgreSQL: read from the
+      poison table, untouched. Service Bus: peeked. Kafka: read by offset,
+      untouched. Pub/Sub and SQS: received and given back at once, which
+      counts a delivery on the poison copy.
   %[1]s poison requeue --queue Q (--all | --id ID) [--yes] [--output table|json]
       move poison messages back to Q: each is first published to Q unchanged
       (minus jobhost's attempt/reason headers, so its attempt count starts
@@ -46,33 +56,16 @@ function's trigger): a Storage Queue name or a subscription URL, and may use
   %[1]s poison purge --queue Q [--yes] [--output table|json]
       delete every poison message; asks first unless --yes.
 
-Each driver brings its poison tools (a driver capability); the gocloud schemes
-(mem://, awssqs://, gcppubsub://, kafka://) have none: use the broker's own
-tools. memqueue:// queues live inside one process, out of the CLI's reach.
+Each driver brings its poison tools (a driver capability). mem:// and
+memqueue:// queues live inside one process, out of the CLI's reach.
 `
 
-// poison dispatches "poison list|requeue|purge".
-func (c *command) poison(ctx context.Context) int {
-	if len(c.Args) < 2 || c.Args[1] == "-h" || c.Args[1] == "--help" || c.Args[1] == "help" {
-		fmt.Fprintf(c.Stderr, poisonHelp, "jobhost")
-		if len(c.Args) < 2 {
-			return ExitUsage
-		}
-		return ExitOK
-	}
-	sub := &command{Env: c.Env, name: "poison " + c.Args[1]}
-	sub.Args = c.Args[1:]
-	switch c.Args[1] {
-	case "list":
-		return sub.poisonList(ctx)
-	case "requeue":
-		return sub.poisonRequeue(ctx)
-	case "purge":
-		return sub.poisonPurge(ctx)
-	}
-	fmt.Fprintf(c.Stderr, "jobhost poison: unknown subcommand %q (list, requeue or purge)\n", c.Args[1])
-	return ExitUsage
-}
+// poisonCommands are "poison list|requeue|purge".
+var poisonCommands = commandTable{name: "poison", help: poisonHelp, subs: []subcommand{
+	{"list", (*command).poisonList},
+	{"requeue", (*command).poisonRequeue},
+	{"purge", (*command).poisonPurge},
+}}
 
 // poisonFlags are the flags every poison subcommand has.
 type poisonFlags struct {
@@ -82,14 +75,6 @@ type poisonFlags struct {
 func (p *poisonFlags) add(fs *flag.FlagSet) {
 	fs.StringVar(&p.queue, "queue", "", "the SOURCE queue: Storage Queue name or subscription URL (may use %Setting%)")
 	fs.StringVar(&p.connection, "connection", "", "connection name (default: the function's, else Storage for queues, the driver's variable for URLs)")
-}
-
-func (c *command) poisonUsage(fs *flag.FlagSet) {
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), poisonHelp, "jobhost")
-		fmt.Fprintf(fs.Output(), "\nflags of %s:\n", c.name)
-		fs.PrintDefaults()
-	}
 }
 
 // openPoison resolves --queue as openQueue does (settings, %Setting%, the
@@ -202,8 +187,7 @@ func (c *command) poisonList(ctx context.Context) int {
 		p.add(fs)
 		fs.StringVar(&encFlag, "encoding", "", "base64 or none, to decode payloads (default: the queue's function setting, else host.json)")
 		fs.IntVar(&n, "n", 32, "most messages to show (Storage Queues: 1..32; brokers: 1..1000)")
-		fs.StringVar(&c.output, "output", "table", "table or json")
-		c.poisonUsage(fs)
+		c.outputFlag(fs)
 	}) {
 		return ExitUsage
 	}
@@ -302,6 +286,22 @@ func isReasonHeader(k string) bool {
 	return false
 }
 
+// openPoisonCounted opens the poison destination as openPoison does and
+// counts its messages. It returns a nil target, closed, with the exit
+// status when the command ends here.
+func (c *command) openPoisonCounted(ctx context.Context, p *poisonFlags) (b *poisonTarget, count int, exists bool, code int) {
+	b, code = c.openPoison(ctx, p, "")
+	if b == nil {
+		return nil, 0, false, code
+	}
+	count, exists, err := b.Count(ctx)
+	if err != nil {
+		b.Close()
+		return nil, 0, false, c.opFailed(err)
+	}
+	return b, count, exists, ExitOK
+}
+
 // requeueResult is `poison requeue --output json`.
 type requeueResult struct {
 	Requeued int `json:"requeued"`
@@ -317,8 +317,7 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 		fs.BoolVar(&all, "all", false, "requeue every poison message")
 		fs.StringVar(&id, "id", "", "requeue only the message with this id")
 		fs.BoolVar(&yes, "yes", false, "do not ask before requeueing --all")
-		fs.StringVar(&c.output, "output", "table", "table or json")
-		c.poisonUsage(fs)
+		c.outputFlag(fs)
 	}) {
 		return ExitUsage
 	}
@@ -326,15 +325,11 @@ func (c *command) poisonRequeue(ctx context.Context) int {
 		fmt.Fprintf(c.Stderr, "jobhost %s: give exactly one of --all or --id ID\n", c.name)
 		return ExitUsage
 	}
-	b, code := c.openPoison(ctx, &p, "")
+	b, count, exists, code := c.openPoisonCounted(ctx, &p)
 	if b == nil {
 		return code
 	}
 	defer b.Close()
-	count, exists, err := b.Count(ctx)
-	if err != nil {
-		return c.opFailed(err)
-	}
 	var res requeueResult
 	if !exists || count == 0 {
 		if id != "" {
@@ -402,21 +397,17 @@ func (c *command) poisonPurge(ctx context.Context) int {
 	if !c.parse(func(fs *flag.FlagSet) {
 		p.add(fs)
 		fs.BoolVar(&yes, "yes", false, "do not ask")
-		fs.StringVar(&c.output, "output", "table", "table or json")
-		c.poisonUsage(fs)
+		c.outputFlag(fs)
 	}) {
 		return ExitUsage
 	}
-	b, code := c.openPoison(ctx, &p, "")
+	b, count, exists, code := c.openPoisonCounted(ctx, &p)
 	if b == nil {
 		return code
 	}
 	defer b.Close()
-	count, exists, err := b.Count(ctx)
-	if err != nil {
-		return c.opFailed(err)
-	}
 	var res purgeResult
+	var err error
 	if exists && count > 0 {
 		if !yes && !c.confirm(fmt.Sprintf("Delete %d message(s) from %s?", count, b.Poison())) {
 			fmt.Fprintf(c.Stderr, "jobhost %s: aborted\n", c.name)

@@ -5,7 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"encoding/json"
-	_ "github.com/jobhost/jobhost/triggers/pubsub/mempubsub" // mem://, which has no poison tools
+	_ "github.com/jobhost/jobhost/triggers/pubsub/mempubsub" // mem://, whose poison tools work only in-process
 	"os"
 	"slices"
 	"strings"
@@ -329,7 +329,7 @@ func TestPoisonBadUsage(t *testing.T) {
 		}
 	}
 	for scheme, want := range map[string]string{
-		"mem://orders":      "the mem:// driver has no poison tools",
+		"mem://orders":      "inside one process",
 		"kafka://orders":    `add import _ "github.com/jobhost/jobhost/triggers/pubsub/kafka"`,
 		"memqueue://orders": "inside one process",
 	} {

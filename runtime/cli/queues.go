@@ -39,7 +39,7 @@ func (c *command) queues(ctx context.Context) int {
 	var conn string
 	if !c.parse(func(fs *flag.FlagSet) {
 		fs.StringVar(&conn, "connection", azurequeue.DefaultConnection, "connection name (AzureWebJobs<NAME> or <NAME>, or identity-based <NAME>__queueServiceUri)")
-		fs.StringVar(&c.output, "output", "table", "table or json")
+		c.outputFlag(fs)
 		fs.Usage = func() {
 			fmt.Fprintf(fs.Output(), queuesHelp, "jobhost")
 			fs.PrintDefaults()

@@ -115,16 +115,18 @@ func (c *command) openQueue(q *queueFlags) (*peekTarget, bool) {
 const sendHelp = `usage: %s send --queue Q (--json TEXT | --file F) [--encoding base64|none] [--connection NAME] [--delay D]
 
 Enqueues one message. Q is a Storage Queue name or a subscription URL
-(rabbit://, nats://, azuresb://, ...) and may use %%Setting%%. The payload
-is encoded as the queue's messageEncoding says (the function bound to Q,
-else host.json) unless --encoding says otherwise. The message goes out
-through the same client as the host's output bindings and web apps
-(package client), with the same checks.
+(rabbit://, nats://, redis://, postgres://, azuresb://, ...) and may use
+%%Setting%%. The payload is encoded as the queue's messageEncoding says (the
+function bound to Q, else host.json) unless --encoding says otherwise. The
+message goes out through the same client as the host's output bindings and
+web apps (package client), with the same checks.
 
 A missing destination is created, as a function's outputs create theirs,
 whatever extensions.queues/pubsub createQueues says: a Storage Queue, a
 RabbitMQ queue (durable quorum queue), a NATS stream (file-backed work
-queue). Service Bus entities and the gocloud brokers' topics must exist.
+queue), a Redis stream and its consumer group, PostgreSQL's queue tables
+(migrated). Service Bus entities and the gocloud brokers' topics must
+exist.
 
 A Storage Queue message is XML text: under --encoding none a payload that
 is not valid UTF-8, or holds characters XML cannot carry, is refused (exit
@@ -134,7 +136,9 @@ before anything is sent.
 
 --delay D (30s, 5m, 2h) keeps the message invisible to receivers for D: a
 Storage Queue's visibility timeout (at most 7 days), Service Bus's
-scheduled enqueue time, RabbitMQ's delay queue (about 49 days). Brokers
+scheduled enqueue time, RabbitMQ's delay queue (about 49 days), Redis's
+delayed set (kept by Redis, moved into the stream by a worker's receive),
+PostgreSQL's run_at (no limit). Brokers
 that cannot delay a message (NATS JetStream, the gocloud brokers) refuse
 it (exit 2).
 
@@ -278,7 +282,7 @@ func (c *command) peek(ctx context.Context) int {
 	if !c.parse(func(fs *flag.FlagSet) {
 		q.add(fs)
 		fs.IntVar(&n, "n", 1, "number of messages (1..32)")
-		fs.StringVar(&c.output, "output", "table", "table or json")
+		c.outputFlag(fs)
 	}) {
 		return ExitUsage
 	}

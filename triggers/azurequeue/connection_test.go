@@ -224,3 +224,25 @@ func TestRedact(t *testing.T) {
 		assertNoSecret(t, "Redact", got)
 	}
 }
+
+// TestNewServiceClientErrorMessages pins whole error messages, as users see
+// them.
+func TestNewServiceClientErrorMessages(t *testing.T) {
+	for _, tc := range []struct {
+		lookup azurequeue.Lookup
+		want   string
+	}{
+		{settings("AzureWebJobsStorage", "AccountName=acct"),
+			`connection "Storage": setting AzureWebJobsStorage holds an invalid connection string: it needs AccountKey or SharedAccessSignature`},
+		{settings("Storage__accountName", "No"),
+			`connection "Storage": setting Storage__accountName is not a storage account name (3-24 lowercase letters and digits)`},
+	} {
+		if _, err := azurequeue.NewServiceClient("", tc.lookup); err == nil || err.Error() != tc.want {
+			t.Errorf("error = %v,\nwant %s", err, tc.want)
+		}
+	}
+	c, err := azurequeue.NewServiceClient("", settings("Storage__queueServiceUri", "http://127.0.0.1:10001/acct"))
+	if err != nil || c.URL() != "http://127.0.0.1:10001/acct/" {
+		t.Errorf("NewServiceClient(queueServiceUri) = %v, %v", c, err)
+	}
+}

@@ -5,60 +5,25 @@ import (
 	"embed"
 	"errors"
 	"fmt"
-	"path"
 	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 
+	"github.com/jobhost/jobhost/internal/pgmigrate"
 	"github.com/jobhost/jobhost/triggers"
 )
 
 //go:embed migrations/*.sql
 var migrationFiles embed.FS
 
-// migration is one embedded SQL file.
-type migration struct {
-	version int
-	name    string
-	sql     string
-}
-
-var migrations = mustLoadMigrations()
-
-func mustLoadMigrations() []migration {
-	entries, err := migrationFiles.ReadDir("migrations")
-	if err != nil {
-		panic(err)
-	}
-	var out []migration
-	for _, e := range entries {
-		num, _, ok := strings.Cut(e.Name(), "_")
-		v, err := strconv.Atoi(num)
-		if !ok || err != nil || v <= 0 {
-			panic("postgres: migration file " + e.Name() + " is not named NNNN_name.sql")
-		}
-		b, err := migrationFiles.ReadFile(path.Join("migrations", e.Name()))
-		if err != nil {
-			panic(err)
-		}
-		out = append(out, migration{version: v, name: e.Name(), sql: string(b)})
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].version < out[j].version })
-	for i, m := range out {
-		if m.version != i+1 {
-			panic(fmt.Sprintf("postgres: migration %s: want version %d (versions are consecutive from 1)", m.name, i+1))
-		}
-	}
-	return out
-}
+// migrations are the embedded files in version order.
+var migrations = pgmigrate.MustLoad("postgres", migrationFiles, "migrations")
 
 // SchemaVersion is the schema version this build needs: the number of the
 // last embedded migration.
-func SchemaVersion() int { return migrations[len(migrations)-1].version }
+func SchemaVersion() int { return migrations[len(migrations)-1].Version }
 
 // Table names, in the configured schema (or the connection's search_path).
 const (
@@ -70,10 +35,6 @@ const (
 	// migrationKey is this package's table_name in migrationsTable.
 	migrationKey = MessagesTable
 )
-
-// migrationLock is the advisory lock key that serialises jobhost's
-// migrations across processes ("jobhost" in ASCII; pgstore's too).
-const migrationLock int64 = 0x6a6f62686f7374
 
 // Hint is what an error about missing or outdated tables tells the
 // operator to do.
@@ -151,64 +112,23 @@ func (sc *shared) migrate(ctx context.Context, t tables) error {
 			}
 		}
 	}
-	for _, m := range migrations {
-		if err := sc.apply(ctx, t, m); err != nil {
-			return err
-		}
+	// Records keep the table_name migrationKey, as they always have; the
+	// lock is pgmigrate.Lock, pgstore's too.
+	err := pgmigrate.Apply(ctx, sc.pool, pgmigrate.Set{
+		Migrations: migrations,
+		Records:    t.migrations,
+		Key:        migrationKey,
+		Target:     t.messages,
+		Replacer:   strings.NewReplacer("{{messages}}", t.messages, "{{poison}}", t.poison),
+	})
+	var me *pgmigrate.Error
+	if errors.As(err, &me) {
+		return fmt.Errorf("migrate %s to version %d (%s) on %s: %w", t.display, me.Migration.Version, me.Migration.Name, sc.display, sc.scrub(me.Err))
+	}
+	if err != nil {
+		return err
 	}
 	sc.setReady(t.schema, true)
-	return nil
-}
-
-// apply runs m unless the record says it ran.
-func (sc *shared) apply(ctx context.Context, t tables, m migration) error {
-	fail := func(err error) error {
-		return fmt.Errorf("migrate %s to version %d (%s) on %s: %w", t.display, m.version, m.name, sc.display, sc.scrub(err))
-	}
-	tx, err := sc.pool.Begin(ctx)
-	if err != nil {
-		return fail(err)
-	}
-	defer tx.Rollback(ctx) //nolint:errcheck // a no-op after Commit
-	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrationLock); err != nil {
-		return fail(err)
-	}
-	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS `+t.migrations+` (
-	table_name text NOT NULL,
-	version    integer NOT NULL,
-	name       text NOT NULL,
-	applied_on timestamptz NOT NULL DEFAULT now(),
-	PRIMARY KEY (table_name, version)
-)`); err != nil {
-		return fail(err)
-	}
-	var exists bool
-	if err := tx.QueryRow(ctx, "SELECT to_regclass($1) IS NOT NULL", t.messages).Scan(&exists); err != nil {
-		return fail(err)
-	}
-	if !exists {
-		// Records of tables dropped since would make this a no-op.
-		if _, err := tx.Exec(ctx, "DELETE FROM "+t.migrations+" WHERE table_name = $1", migrationKey); err != nil {
-			return fail(err)
-		}
-	}
-	var done bool
-	if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM "+t.migrations+" WHERE table_name = $1 AND version = $2)", migrationKey, m.version).Scan(&done); err != nil {
-		return fail(err)
-	}
-	if done {
-		return nil
-	}
-	sql := strings.NewReplacer("{{messages}}", t.messages, "{{poison}}", t.poison).Replace(m.sql)
-	if _, err := tx.Exec(ctx, sql); err != nil {
-		return fail(err)
-	}
-	if _, err := tx.Exec(ctx, "INSERT INTO "+t.migrations+" (table_name, version, name) VALUES ($1, $2, $3)", migrationKey, m.version, m.name); err != nil {
-		return fail(err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fail(err)
-	}
 	return nil
 }
 
@@ -227,7 +147,7 @@ func (sc *shared) check(ctx context.Context, t tables) error {
 	}
 	version := 0
 	if records {
-		err = sc.pool.QueryRow(ctx, "SELECT coalesce(max(version), 0) FROM "+t.migrations+" WHERE table_name = $1", migrationKey).Scan(&version)
+		version, err = pgmigrate.Recorded(ctx, sc.pool, t.migrations, migrationKey)
 		if err != nil {
 			return fmt.Errorf("check table %s on %s: %w", t.display, sc.display, sc.scrub(err))
 		}

@@ -16,7 +16,9 @@ import (
 // (mempubsub, awssqs, gcppubsub, kafka) declares one, links the gocloud
 // driver, and registers the Kind's openers with package triggers:
 //
-//	triggers.Register(triggers.Scheme{Name: k.Scheme, Subscription: k.OpenURL, Publisher: k.OpenPublisher})
+//	triggers.Register(triggers.Scheme{Name: k.Scheme, Subscription: k.OpenURL, Publisher: k.OpenPublisher, Poison: k.OpenPoison})
+//
+// (Poison only for a Kind with a Poison opener.)
 type Kind struct {
 	// Scheme is the URL scheme, such as "mem".
 	Scheme string
@@ -40,6 +42,15 @@ type Kind struct {
 	// (gocloud's mem://): drivers and publishers then leave their topics
 	// open when they close, since others may be sending to them.
 	SharedTopics bool
+	// Poison opens the backend that reads the poison topic of endpoints e
+	// of subscription URL u, for OpenPoison; nil when the scheme cannot
+	// read its poison topic back.
+	Poison func(ctx context.Context, u *url.URL, e Endpoints, o triggers.OpenOptions) (PoisonBackend, error)
+	// Prepare runs when OpenURL has opened a trigger's topics: it readies
+	// the poison topic for being read back later (mem:// subscribes its
+	// collector, gcppubsub:// creates the poison subscription). Nil for
+	// nothing to do. An error fails the open.
+	Prepare func(ctx context.Context, u *url.URL, e Endpoints, o triggers.OpenOptions) error
 }
 
 // Endpoints are the URLs one trigger uses: the subscription, the topic that
@@ -111,8 +122,49 @@ func (k *Kind) OpenURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) 
 	if opts.Subscription, err = mux.OpenSubscription(ctx, e.Subscription); err != nil {
 		return fail(err)
 	}
+	if k.Prepare != nil && e.Poison != "" {
+		if err := k.Prepare(ctx, u, e, o); err != nil {
+			_ = opts.Subscription.Shutdown(ctx)
+			return fail(err)
+		}
+	}
 	opts.Owned = append([]interface{ Shutdown(context.Context) error }{opts.Subscription}, owned...)
 	return New(opts), nil
+}
+
+// OpenPoison opens the poison administration of subscription URL u (a
+// triggers.OpenPoisonFunc): the Kind's Poison backend on its poison topic,
+// requeueing into the topic the trigger's retries go to. o.PoisonName
+// overrides the poison topic as for OpenURL.
+func (k *Kind) OpenPoison(ctx context.Context, u *url.URL, o triggers.OpenOptions) (triggers.PoisonAdmin, error) {
+	e, err := k.ParseURL(u, o.PoisonName)
+	if err != nil {
+		return nil, err
+	}
+	if k.Poison == nil {
+		return nil, fmt.Errorf("pubsub: %s: the %s:// driver cannot read its poison topic back", redactURL(u), k.Scheme)
+	}
+	if e.Poison == "" {
+		return nil, fmt.Errorf("pubsub: %s has no poison topic (name one with poison=)", redactURL(u))
+	}
+	var topic *gcpubsub.Topic
+	if e.Topic != "" {
+		mux, err := k.mux(u, o)
+		if err != nil {
+			return nil, err
+		}
+		if topic, err = mux.OpenTopic(ctx, e.Topic); err != nil {
+			return nil, fmt.Errorf("pubsub: opening %s: %w", redactURL(u), err)
+		}
+	}
+	b, err := k.Poison(ctx, u, e, o)
+	if err != nil {
+		if topic != nil && !k.SharedTopics {
+			_ = shutdown([]interface{ Shutdown(context.Context) error }{topic})
+		}
+		return nil, fmt.Errorf("pubsub: poison administration of %s: %w", redactURL(u), err)
+	}
+	return NewPoisonAdmin(b, "topic "+e.Name, topic, k.SharedTopics), nil
 }
 
 // own adds t to owned unless topics are shared.

@@ -31,7 +31,11 @@
 //     the publishing worker.
 //   - Poison: the body and metadata are published unchanged (plus
 //     jobhost-reason and jobhost-source) to a poison topic, by default
-//     "<name>-poison", and then the original is acked.
+//     "<name>-poison", and then the original is acked. Where a scheme can
+//     read its poison topic back (its Kind has a Poison opener: all four
+//     do, see each package) Kind.OpenPoison administers it through
+//     NewPoisonAdmin: requeued copies go to the source topic first, and
+//     leave the poison topic only after the publish returned.
 //   - Leases: ExtendLease is a no-op; the broker's own ack deadline applies
 //     (mem://...?ackdeadline=10m, the SQS queue's visibility timeout, the
 //     Pub/Sub subscription's ack deadline).

@@ -36,6 +36,7 @@ import (
 	"github.com/Azure/azure-sdk-for-go/sdk/azcore/policy"
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
+	"github.com/jobhost/jobhost/internal/servertest"
 	"github.com/jobhost/jobhost/triggers/azurequeue"
 )
 
@@ -130,19 +131,14 @@ func Main(m *testing.M) {
 	os.Exit(code)
 }
 
-var loudOnce sync.Once
-
+// handleLaunchError fails t for an Azurite that would not start, and skips
+// it (fails it, with JOBHOST_REQUIRE_AZURITE=1) for one not installed.
 func handleLaunchError(t testing.TB, err error) {
 	t.Helper()
 	if !errors.Is(err, errUnavailable) {
 		t.Fatalf("azuritetest: %v", err)
 	}
-	if os.Getenv(EnvRequire) == "1" {
-		t.Fatalf("azuritetest: %v (%s=1)", err, EnvRequire)
-	}
-	msg := fmt.Sprintf("AZURITE NOT AVAILABLE: run 'npm ci' (make test does) in the module root, or set %s; %v. Set %s=1 to fail instead of skipping.", EnvConnection, err, EnvRequire)
-	loudOnce.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg) })
-	t.Skip(msg)
+	servertest.Unavailable(t, "AZURITE", EnvRequire, fmt.Sprintf("AZURITE NOT AVAILABLE: run 'npm ci' (make test does) in the module root, or set %s; %v. Set %s=1 to fail instead of skipping.", EnvConnection, err, EnvRequire))
 }
 
 // launch starts a server of a kind (or adopts the external one) without a

@@ -25,6 +25,7 @@ import (
 	"github.com/nats-io/nats.go"
 	natsjs "github.com/nats-io/nats.go/jetstream"
 
+	"github.com/jobhost/jobhost/internal/servertest"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/jetstream"
@@ -41,40 +42,30 @@ func URL() string {
 	return DefaultURL
 }
 
-var (
-	probeOnce sync.Once
-	probeErr  error
-)
+// probe checks once that the server answers, with JetStream.
+var probe = &servertest.Probe{Name: "NATS", Check: func() error {
+	nc, err := nats.Connect(URL(), nats.Timeout(2*time.Second), nats.MaxReconnects(0))
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := natsjs.New(nc)
+	if err == nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		defer cancel()
+		_, err = js.AccountInfo(ctx)
+	}
+	if err != nil {
+		return fmt.Errorf("JetStream not available: %w", err)
+	}
+	return nil
+}}
 
 // Require skips the test (or fails it, when JOBHOST_REQUIRE_BROKERS=1)
 // unless a NATS server with JetStream answers at URL.
 func Require(t testing.TB) {
 	t.Helper()
-	probeOnce.Do(func() {
-		nc, err := nats.Connect(URL(), nats.Timeout(2*time.Second), nats.MaxReconnects(0))
-		if err != nil {
-			probeErr = err
-			return
-		}
-		defer nc.Close()
-		js, err := natsjs.New(nc)
-		if err == nil {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			defer cancel()
-			_, err = js.AccountInfo(ctx)
-		}
-		if err != nil {
-			probeErr = fmt.Errorf("JetStream not available: %w", err)
-		}
-	})
-	if probeErr == nil {
-		return
-	}
-	msg := fmt.Sprintf("NATS NOT AVAILABLE at %s (%v): start nats-server with -js, or set NATS_SERVER_URL", redacted(URL()), probeErr)
-	if os.Getenv("JOBHOST_REQUIRE_BROKERS") == "1" {
-		t.Fatalf("%s (JOBHOST_REQUIRE_BROKERS=1)", msg)
-	}
-	t.Skipf("SKIPPED: %s", msg)
+	probe.Require(t, redacted(URL()), "Start nats-server with -js, or set "+jetstream.ServerURLSetting)
 }
 
 func redacted(u string) string {

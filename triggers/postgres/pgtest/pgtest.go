@@ -2,7 +2,8 @@
 // named by JOBHOST_POSTGRES_URL, else
 // postgres://postgres@127.0.0.1:5432/test?sslmode=disable (trust
 // authentication). Without a reachable server, tests are skipped with a
-// loud message, or fail when JOBHOST_REQUIRE_BROKERS=1.
+// loud message, or fail when JOBHOST_REQUIRE_BROKERS=1. It serves the
+// queue driver's tests and operations/pgstore's (Require, Admin).
 //
 // Every test gets schemas of its own (NewSchema), migrated, and dropped
 // with everything in them when the test ends.
@@ -12,7 +13,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"fmt"
 	"net/url"
 	"os"
 	"strconv"
@@ -23,6 +23,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/jobhost/jobhost/internal/servertest"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/postgres"
@@ -30,58 +31,54 @@ import (
 
 const (
 	// EnvRequire set to 1 turns an unreachable server into a test failure.
-	EnvRequire = "JOBHOST_REQUIRE_BROKERS"
+	EnvRequire = servertest.EnvRequire
 	// DefaultURL is used when JOBHOST_POSTGRES_URL is not set.
 	DefaultURL = "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"
 )
 
 var (
-	probeOnce sync.Once
-	probeURL  string
-	probeErr  error
-	loudOnce  sync.Once
-	adminPool *pgxpool.Pool
+	probeURL  string        // the server that answered
+	adminPool *pgxpool.Pool // a pool on it
 )
+
+// probe finds the server once: JOBHOST_POSTGRES_URL, else DefaultURL or
+// the same database as root.
+var probe = &servertest.Probe{Name: "POSTGRESQL", Check: func() error {
+	candidates := []string{os.Getenv(postgres.EnvURL)}
+	if candidates[0] == "" {
+		// The machine's server trusts local users: postgres, or root.
+		candidates = []string{DefaultURL, "postgres://root@127.0.0.1:5432/test?sslmode=disable"}
+	}
+	var first error
+	for _, c := range candidates {
+		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+		conn, err := pgx.Connect(ctx, c)
+		if err == nil {
+			err = conn.Ping(ctx)
+			conn.Close(ctx)
+		}
+		cancel()
+		if err == nil {
+			pool, err := pgxpool.New(context.Background(), c)
+			if err != nil {
+				return err
+			}
+			probeURL, adminPool = c, pool
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}}
 
 // Require skips (or, with JOBHOST_REQUIRE_BROKERS=1, fails) the test when
 // the server cannot be reached, and returns the DSN.
 func Require(t testing.TB) string {
 	t.Helper()
-	probeOnce.Do(func() {
-		candidates := []string{os.Getenv(postgres.EnvURL)}
-		if candidates[0] == "" {
-			// The machine's server trusts local users: postgres, or root.
-			candidates = []string{DefaultURL, "postgres://root@127.0.0.1:5432/test?sslmode=disable"}
-		}
-		for _, c := range candidates {
-			ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-			conn, err := pgx.Connect(ctx, c)
-			if err == nil {
-				err = conn.Ping(ctx)
-				conn.Close(ctx)
-			}
-			cancel()
-			if err == nil {
-				probeURL, probeErr = c, nil
-				adminPool, probeErr = pgxpool.New(context.Background(), c)
-				return
-			}
-			if probeErr == nil {
-				probeErr = err
-			}
-		}
-	})
-	if probeURL != "" && adminPool != nil {
-		return probeURL
-	}
-	msg := fmt.Sprintf("POSTGRESQL NOT AVAILABLE at %s (%v): start PostgreSQL or set %s; set %s=1 to fail instead of skipping",
-		redacted(os.Getenv(postgres.EnvURL)), probeErr, postgres.EnvURL, EnvRequire)
-	if os.Getenv(EnvRequire) == "1" {
-		t.Fatal(msg)
-	}
-	loudOnce.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg) })
-	t.Skip(msg)
-	return ""
+	probe.Require(t, redacted(os.Getenv(postgres.EnvURL)), "Start PostgreSQL or set "+postgres.EnvURL)
+	return probeURL
 }
 
 func redacted(s string) string {

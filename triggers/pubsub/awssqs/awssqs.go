@@ -14,6 +14,12 @@
 // to SQS. An output URL is a queue URL. Credentials come from the AWS
 // default chain. The delivery count and insertion time are SQS's
 // ApproximateReceiveCount and SentTimestamp.
+//
+// Poison administration (the scheme's Poison opener) reads the poison queue
+// over SQS's own API: Count is its ApproximateNumberOfMessages, List
+// receives and makes the messages visible again at once, Requeue sends to
+// the source queue and only then deletes, Purge deletes. Like the rest of
+// this package it is unverified: no test has run it against SQS.
 package awssqs
 
 import (
@@ -35,10 +41,10 @@ import (
 // defaultVisibility is SQS's default visibility timeout.
 const defaultVisibility = 30 * time.Second
 
-var kind = &pubsub.Kind{Scheme: "awssqs", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime}
+var kind = &pubsub.Kind{Scheme: "awssqs", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime, Poison: openPoison}
 
 func init() {
-	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
+	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher, Poison: kind.OpenPoison})
 }
 
 func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {

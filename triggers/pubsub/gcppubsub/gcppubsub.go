@@ -15,6 +15,18 @@
 // Credentials come from Google's default chain. The delivery count is
 // Pub/Sub's DeliveryAttempt (set when the subscription has a dead-letter
 // policy) and the insertion time its PublishTime.
+//
+// Poison administration (the scheme's Poison opener): a topic keeps
+// messages only for the subscriptions it has, so the poison topic is read
+// through a subscription of jobhost's, <poison topic>-jobhost in its
+// project, or the one poisonsubscription= names (a path or a bare name).
+// A trigger that opens creates it when it is missing (best effort: it
+// needs the right to create subscriptions; otherwise create it yourself,
+// gcloud pubsub subscriptions create <poison>-jobhost --topic <poison>),
+// and Count creates it too, reporting then that nothing was kept. Pub/Sub
+// cannot peek: List pulls and gives back at once, Count pulls everything
+// (at most 10,000) and gives it back, Requeue publishes to topic= (required)
+// and only then acknowledges, Purge acknowledges. See [backend].
 package gcppubsub
 
 import (
@@ -36,10 +48,13 @@ import (
 // defaultAckDeadline is Pub/Sub's default ack deadline.
 const defaultAckDeadline = 10 * time.Second
 
-var kind = &pubsub.Kind{Scheme: "gcppubsub", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime}
+var kind = &pubsub.Kind{
+	Scheme: "gcppubsub", Endpoints: endpoints, Attempts: attempts, SentTime: sentTime,
+	Poison: openPoison, Prepare: prepare,
+}
 
 func init() {
-	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
+	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher, Poison: kind.OpenPoison})
 }
 
 func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {
@@ -52,6 +67,7 @@ func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error
 		return pubsub.Endpoints{}, err
 	}
 	q.Del("ackdeadline")
+	q.Del(PoisonSubscriptionParam) // the poison administration's
 	topic := q.Get("topic")
 	q.Del("topic")
 	e := pubsub.Endpoints{Name: u.Host + u.Path, AckDeadline: deadline}

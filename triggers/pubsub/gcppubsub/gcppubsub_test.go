@@ -9,7 +9,7 @@ import (
 )
 
 func TestRegistered(t *testing.T) {
-	if s, err := triggers.Lookup("gcppubsub"); err != nil || s.Publisher == nil {
+	if s, err := triggers.Lookup("gcppubsub"); err != nil || s.Publisher == nil || s.Poison == nil {
 		t.Fatalf("Lookup(gcppubsub) = %+v, %v", s, err)
 	}
 }

@@ -14,6 +14,20 @@
 // driver for its delay, and a message is redelivered only to the next
 // member that takes its partition, from the group's last committed offset
 // (a restarted worker). The insertion time is the record's timestamp.
+//
+// Poison administration (the scheme's Poison opener) reads the poison topic
+// by offset, never joining a group, from a cursor kept as the committed
+// offsets of the consumer group PoisonGroup ("jobhost-poison"). Count is
+// exact (the offsets from the cursor to the end, less those removed ahead
+// of it). List reads without committing: it changes nothing. Requeue
+// publishes each record to <topic> (body and headers, without jobhost's
+// bookkeeping headers) and only then moves the cursor past it; Purge moves
+// the cursor. Kafka cannot delete one record: what is behind the cursor
+// stays in the topic until its retention removes it, and other readers of
+// the poison topic still see it. A record requeued or purged while older
+// ones stay is recorded in the commit metadata (a few hundred at most).
+// A requeued copy goes to the topic, so every consumer group reading it
+// gets it, not only the trigger's.
 package kafka
 
 import (
@@ -38,10 +52,10 @@ const BrokersSetting = "KAFKA_BROKERS"
 
 const scheme = "kafka"
 
-var kind = &pubsub.Kind{Scheme: scheme, Endpoints: endpoints, Mux: mux, SentTime: sentTime}
+var kind = &pubsub.Kind{Scheme: scheme, Endpoints: endpoints, Mux: mux, SentTime: sentTime, Poison: openPoison}
 
 func init() {
-	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
+	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher, Poison: kind.OpenPoison})
 }
 
 func endpoints(u *url.URL, q url.Values, poison string) (pubsub.Endpoints, error) {

@@ -11,7 +11,7 @@ import (
 )
 
 func TestRegistered(t *testing.T) {
-	if s, err := triggers.Lookup("kafka"); err != nil || s.Publisher == nil {
+	if s, err := triggers.Lookup("kafka"); err != nil || s.Publisher == nil || s.Poison == nil {
 		t.Fatalf("Lookup(kafka) = %+v, %v", s, err)
 	}
 }

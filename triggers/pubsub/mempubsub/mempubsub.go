@@ -11,6 +11,13 @@
 // mem://<topic>. A mem:// subscription sees only what is sent after it is
 // opened, and topics live as long as the process: closing a driver or
 // publisher leaves them open.
+//
+// Poison administration (the scheme's Poison opener) is per process: when a
+// mem:// trigger opens, a collector subscribes to its poison topic and keeps
+// every message poisoned from then on in memory; List, Requeue and Purge
+// work on those, and Count is exact. Opening it for a poison topic that no
+// trigger of the process uses fails, so the CLI, another process, says so
+// instead of showing an empty topic.
 package mempubsub
 
 import (
@@ -25,10 +32,10 @@ import (
 	"github.com/jobhost/jobhost/triggers/pubsub"
 )
 
-var kind = &pubsub.Kind{Scheme: "mem", Endpoints: endpoints, SharedTopics: true}
+var kind = &pubsub.Kind{Scheme: "mem", Endpoints: endpoints, SharedTopics: true, Poison: openPoison, Prepare: prepare}
 
 func init() {
-	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher})
+	triggers.Register(triggers.Scheme{Name: kind.Scheme, Subscription: kind.OpenURL, Publisher: kind.OpenPublisher, Poison: kind.OpenPoison})
 }
 
 // defaultAckDeadline is gocloud's mem:// ack deadline.

@@ -81,6 +81,13 @@ func (memHarness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queu
 			}
 			return p, err
 		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			p, err := s.Poison(ctx, u, triggers.OpenOptions{})
+			if err == nil {
+				t.Cleanup(func() { p.Close() })
+			}
+			return p, err
+		},
 		Capabilities: drivertest.Capabilities{Properties: true, NoInsertionTime: true},
 	}, nil
 }

@@ -13,10 +13,8 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"strings"
 	"sync"
 	"testing"
@@ -24,6 +22,7 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/jobhost/jobhost/internal/servertest"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq"
@@ -31,7 +30,7 @@ import (
 
 const (
 	// EnvRequire set to 1 turns an unreachable broker into a test failure.
-	EnvRequire = "JOBHOST_REQUIRE_BROKERS"
+	EnvRequire = servertest.EnvRequire
 	// DefaultServerURL is used when RABBIT_SERVER_URL is not set.
 	DefaultServerURL = "amqp://guest:guest@127.0.0.1:5672/"
 )
@@ -44,37 +43,26 @@ func ServerURL() string {
 	return DefaultServerURL
 }
 
-var (
-	probeOnce sync.Once
-	probeErr  error
-	loudOnce  sync.Once
-)
+// probe checks once that the broker answers.
+var probe = &servertest.Probe{Name: "RABBITMQ", Check: func() error {
+	c, err := amqp.DialConfig(ServerURL(), amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
+	if err != nil {
+		return err
+	}
+	c.Close()
+	return nil
+}}
 
 // Require skips (or, with JOBHOST_REQUIRE_BROKERS=1, fails) the test when
 // the broker cannot be reached, and returns the server URL.
 func Require(t testing.TB) string {
 	t.Helper()
-	probeOnce.Do(func() {
-		c, err := amqp.DialConfig(ServerURL(), amqp.Config{Dial: amqp.DefaultDial(3 * time.Second)})
-		if err != nil {
-			probeErr = err
-			return
-		}
-		c.Close()
-	})
-	if probeErr != nil {
-		source := "default"
-		if os.Getenv(rabbitmq.EnvServerURL) != "" {
-			source = "from " + rabbitmq.EnvServerURL
-		}
-		msg := fmt.Sprintf("RABBITMQ NOT AVAILABLE at %s (%s, %s): %v. Start it (rabbitmq-server -detached) or set %s; set %s=1 to fail instead of skipping.",
-			hostOf(ServerURL()), redactURL(ServerURL()), source, probeErr, rabbitmq.EnvServerURL, EnvRequire)
-		if os.Getenv(EnvRequire) == "1" {
-			t.Fatal(msg)
-		}
-		loudOnce.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg) })
-		t.Skip(msg)
+	source := "default"
+	if os.Getenv(rabbitmq.EnvServerURL) != "" {
+		source = "from " + rabbitmq.EnvServerURL
 	}
+	probe.Require(t, hostOf(ServerURL())+" ("+redactURL(ServerURL())+", "+source+")",
+		"Start it (rabbitmq-server -detached) or set "+rabbitmq.EnvServerURL)
 	return ServerURL()
 }
 
@@ -103,20 +91,12 @@ func Dial(t testing.TB) *amqp.Connection {
 	return c
 }
 
-var nonName = regexp.MustCompile(`[^a-z0-9]+`)
-
 // UniqueName returns a new queue name that mentions the test. It does not
 // create the queue, but deletes it (and its delay and poison companions)
 // when the test ends.
 func UniqueName(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	tn := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	if len(tn) > 60 {
-		tn = tn[len(tn)-60:]
-	}
-	name := "jobhost-test-" + tn + "-" + hex.EncodeToString(b)
+	name := servertest.UniqueName(t, "-")
 	url := Require(t)
 	t.Cleanup(func() {
 		DeleteQueues(url, name, name+rabbitmq.RetrySuffix, name+rabbitmq.LegacyRetrySuffix, name+rabbitmq.PoisonSuffix)

@@ -10,12 +10,9 @@ package redistest
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"net/url"
 	"os"
-	"regexp"
 	"sort"
 	"strings"
 	"sync"
@@ -24,13 +21,14 @@ import (
 
 	goredis "github.com/redis/go-redis/v9"
 
+	"github.com/jobhost/jobhost/internal/servertest"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/drivertest"
 	"github.com/jobhost/jobhost/triggers/redis"
 )
 
 // EnvRequire set to 1 turns an unreachable server into a test failure.
-const EnvRequire = "JOBHOST_REQUIRE_BROKERS"
+const EnvRequire = servertest.EnvRequire
 
 // URL returns the server URL the tests use.
 func URL() string {
@@ -40,38 +38,25 @@ func URL() string {
 	return redis.DefaultServerURL
 }
 
-var (
-	probeOnce sync.Once
-	probeErr  error
-	loudOnce  sync.Once
-)
+// probe checks once that the server answers.
+var probe = &servertest.Probe{Name: "REDIS", Check: func() error {
+	opts, err := goredis.ParseURL(URL())
+	if err != nil {
+		return err
+	}
+	opts.DialTimeout, opts.MaxRetries = 2*time.Second, -1
+	c := goredis.NewClient(opts)
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	return c.Ping(ctx).Err()
+}}
 
 // Require skips (or, with JOBHOST_REQUIRE_BROKERS=1, fails) the test when
 // the server cannot be reached, and returns the server URL.
 func Require(t testing.TB) string {
 	t.Helper()
-	probeOnce.Do(func() {
-		opts, err := goredis.ParseURL(URL())
-		if err != nil {
-			probeErr = err
-			return
-		}
-		opts.DialTimeout, opts.MaxRetries = 2*time.Second, -1
-		c := goredis.NewClient(opts)
-		defer c.Close()
-		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		defer cancel()
-		probeErr = c.Ping(ctx).Err()
-	})
-	if probeErr != nil {
-		msg := fmt.Sprintf("REDIS NOT AVAILABLE at %s: %v. Start it (redis-server --save '' --appendonly no --daemonize yes) or set %s; set %s=1 to fail instead of skipping.",
-			redacted(URL()), probeErr, redis.EnvServerURL, EnvRequire)
-		if os.Getenv(EnvRequire) == "1" {
-			t.Fatal(msg)
-		}
-		loudOnce.Do(func() { fmt.Fprintln(os.Stderr, "!!! "+msg) })
-		t.Skip(msg)
-	}
+	probe.Require(t, redacted(URL()), "Start it (redis-server --save '' --appendonly no --daemonize yes) or set "+redis.EnvServerURL)
 	return URL()
 }
 
@@ -94,20 +79,12 @@ func Client(t testing.TB) *goredis.Client {
 	return c
 }
 
-var nonName = regexp.MustCompile(`[^a-z0-9]+`)
-
 // UniqueStream returns a new stream name that mentions the test. It does
 // not create the stream, but deletes every key starting with the name when
 // the test ends.
 func UniqueStream(t testing.TB) string {
 	t.Helper()
-	b := make([]byte, 6)
-	rand.Read(b)
-	tn := strings.Trim(nonName.ReplaceAllString(strings.ToLower(t.Name()), "-"), "-")
-	if len(tn) > 60 {
-		tn = tn[len(tn)-60:]
-	}
-	name := "jobhost-test:" + tn + ":" + hex.EncodeToString(b)
+	name := servertest.UniqueName(t, ":")
 	c := Client(t)
 	t.Cleanup(func() { DeleteKeys(c, name) })
 	return name

@@ -240,6 +240,13 @@ func (h harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue
 			}
 			return p, err
 		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			p, err := s.Poison(ctx, q.URL(), triggers.OpenOptions{})
+			if err == nil {
+				t.Cleanup(func() { p.Close() })
+			}
+			return p, err
+		},
 		Capabilities: drivertest.Capabilities{Properties: true},
 	}, nil
 }

@@ -42,9 +42,15 @@ type Cluster struct {
 // stops it when t ends.
 func NewCluster(t testing.TB, topics ...string) *Cluster {
 	t.Helper()
+	return NewClusterPartitions(t, Partitions, topics...)
+}
+
+// NewClusterPartitions is NewCluster with partitions partitions per topic.
+func NewClusterPartitions(t testing.TB, partitions int32, topics ...string) *Cluster {
+	t.Helper()
 	opts := []kfake.Opt{kfake.NumBrokers(1)}
 	if len(topics) > 0 {
-		opts = append(opts, kfake.SeedTopics(Partitions, topics...))
+		opts = append(opts, kfake.SeedTopics(partitions, topics...))
 	}
 	c, err := kfake.NewCluster(opts...)
 	if err != nil {
@@ -134,6 +140,13 @@ func (harness) MakeDriver(ctx context.Context, t *testing.T) (drivertest.Queue, 
 		OpenPublisher: func(ctx context.Context) (triggers.Publisher, error) {
 			pu, _ := url.Parse("kafka://" + topic)
 			p, err := s.Publisher(ctx, pu, o)
+			if err == nil {
+				t.Cleanup(func() { p.Close() })
+			}
+			return p, err
+		},
+		OpenPoison: func(ctx context.Context) (triggers.PoisonAdmin, error) {
+			p, err := s.Poison(ctx, u, o)
 			if err == nil {
 				t.Cleanup(func() { p.Close() })
 			}

@@ -1,4 +1,8 @@
-package chaos
+// Package tcpproxy is a TCP proxy for tests that cut a broker's link: it
+// forwards connections from 127.0.0.1:<random> to a target, and can close
+// every proxied connection and refuse new ones, as a broker that is down,
+// until it is restored on the same port.
+package tcpproxy
 
 import (
 	"errors"
@@ -10,11 +14,11 @@ import (
 	"time"
 )
 
-// proxy forwards TCP connections from 127.0.0.1:<random> to a target, and
+// Proxy forwards TCP connections from 127.0.0.1:<random> to a target, and
 // can cut the link: close every proxied connection and refuse new ones (the
 // listener is closed, so dials get "connection refused", as from a broker
 // that is down) until it is restored on the same port.
-type proxy struct {
+type Proxy struct {
 	target string
 	addr   string // where clients connect
 
@@ -24,22 +28,23 @@ type proxy struct {
 	wg    sync.WaitGroup
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+// New starts a proxy to target, stopped when the test ends.
+func New(t testing.TB, target string) *Proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	p := &proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
+	p := &Proxy{target: target, addr: ln.Addr().String(), conns: map[net.Conn]struct{}{}}
 	p.serve(ln)
 	t.Cleanup(func() {
-		p.cut()
+		p.Cut()
 		p.wg.Wait()
 	})
 	return p
 }
 
-func (p *proxy) serve(ln net.Listener) {
+func (p *Proxy) serve(ln net.Listener) {
 	p.mu.Lock()
 	p.ln = ln
 	p.mu.Unlock()
@@ -55,7 +60,7 @@ func (p *proxy) serve(ln net.Listener) {
 }
 
 // track registers c, or reports false (and closes c) when the link is cut.
-func (p *proxy) track(c net.Conn) bool {
+func (p *Proxy) track(c net.Conn) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln == nil {
@@ -66,7 +71,7 @@ func (p *proxy) track(c net.Conn) bool {
 	return true
 }
 
-func (p *proxy) forward(client net.Conn) {
+func (p *Proxy) forward(client net.Conn) {
 	if !p.track(client) {
 		return
 	}
@@ -96,8 +101,11 @@ func (p *proxy) forward(client net.Conn) {
 	wg.Wait()
 }
 
-// cut closes the listener and every proxied connection.
-func (p *proxy) cut() {
+// Addr is where clients connect (host:port).
+func (p *Proxy) Addr() string { return p.addr }
+
+// Cut closes the listener and every proxied connection.
+func (p *Proxy) Cut() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.ln != nil {
@@ -109,8 +117,8 @@ func (p *proxy) cut() {
 	}
 }
 
-// restore listens on the same address again.
-func (p *proxy) restore(t *testing.T) {
+// Restore listens on the same address again.
+func (p *Proxy) Restore(t testing.TB) {
 	t.Helper()
 	deadline := time.Now().Add(10 * time.Second)
 	for {
