@@ -31,15 +31,33 @@ run: $(AZURITE) build
 run-longoperation: $(AZURITE) build
 	@bash examples/longoperation/run.sh
 
+# Debian's Chromium (the dashboard's browser tests) and Prometheus (a real
+# scrape of a running host): installed with apt-get when missing and this
+# runs as root; otherwise those tests skip (CI's flags make that a failure).
+.PHONY: test-tools
+test-tools:
+	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
+	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing$$missing (apt-get)"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null || \
+	    { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null; }; \
+	  else echo "warning:$$missing missing (apt-get install$$missing): their tests skip"; fi; \
+	fi
+
 # The whole suite against real servers; tests start their own Azurite. The
-# host, the drivers, the client and the stores (where concurrency lives) run under the race
-# detector, the rest without it.
-RACE_PKGS := ./runtime/... ./triggers/... ./client/... ./operations/...
-test: $(AZURITE)
+# host, the drivers, the client, the stores and the dashboard (where
+# concurrency lives) run under the race detector, the rest without it; then
+# the browser tests (e2e/, a module of its own) in headless Chromium.
+RACE_PKGS := ./runtime/... ./triggers/... ./client/... ./operations/... ./dashboard/... ./status/... ./tracing/...
+test: $(AZURITE) test-tools
 	$(GO) vet ./...
+	cd e2e && $(GO) vet ./...
 	@test -z "$$(gofmt -l .)" || { echo "gofmt needed:"; gofmt -l .; exit 1; }
 	$(GO) test -count=1 -timeout 12m -race $(RACE_PKGS)
-	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers' -e '/client' -e '/operations')
+	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers' -e '/client' -e '/operations' -e '/dashboard' -e '/status' -e '/tracing')
+	cd e2e && $(GO) test -count=1 -timeout 5m ./...
 
 clean:
 	rm -rf bin

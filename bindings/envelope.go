@@ -8,7 +8,9 @@ import (
 )
 
 // Meta is the jobhost metadata a message carries besides its payload: the
-// background operation it runs for and (later) its W3C trace context. On
+// background operation it runs for and its W3C trace context (package
+// tracing writes and reads it; on Storage Queues only when
+// jobhost.tracing.storageQueueBody opts in). On
 // brokers with message properties it travels in properties (MetaToProps);
 // on Storage Queues, which have none, in the JSON body (WrapMeta).
 type Meta struct {
@@ -32,6 +34,10 @@ const (
 	PropTraceParent = "traceparent"
 	// PropTraceState carries Meta.TraceState (the W3C header name).
 	PropTraceState = "tracestate"
+	// PropDiagnosticID is the Service Bus property Azure SDKs put the
+	// trace context in (traceparent format); read when a message has no
+	// traceparent, and written besides it on Service Bus.
+	PropDiagnosticID = "Diagnostic-Id"
 )
 
 // MetaToProps sets m's non-empty fields in props and returns props, made

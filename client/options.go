@@ -53,6 +53,14 @@ type Options struct {
 	// connection (default: azurequeue.NewServiceClient with Lookup, one per
 	// connection).
 	StorageClient func(connection string) (*azqueue.ServiceClient, error)
+	// TraceStorageQueueBody puts the trace context of a message sent to a
+	// Storage Queue (which has no properties) in its JSON body's $jobhost
+	// envelope, where a jobhost host reads it and strips it before binding
+	// (host.json jobhost.tracing.storageQueueBody). Off by default: another
+	// consumer would see the envelope. A payload that is not JSON, or that
+	// the envelope would take over the 64 KiB limit, goes without it. Only
+	// while tracing is on (package tracing).
+	TraceStorageQueueBody bool
 }
 
 // Function is a function the client can address by name.

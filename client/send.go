@@ -7,8 +7,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
+	"github.com/jobhost/jobhost/tracing"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -69,6 +72,11 @@ type Prepared struct {
 	props  map[string]string
 	delay  time.Duration
 	enc    bindings.Encoding
+	// For a Storage Queue: the payload before the envelope and encoding,
+	// and the metadata, so that a send can add its trace context to the
+	// body (Options.TraceStorageQueueBody).
+	raw  []byte
+	meta bindings.Meta
 }
 
 // Target returns where the message goes.
@@ -120,6 +128,7 @@ func (c *Client) prepare(t Target, payload []byte, fnEnc *bindings.Encoding, o s
 	p := &Prepared{target: t, delay: max(o.delay, 0), enc: enc, props: o.props}
 	body := payload
 	if t.IsStorage() {
+		p.raw, p.meta = payload, o.meta
 		if len(o.props) > 0 {
 			return nil, fmt.Errorf("%w (queue %s)", ErrNoProperties, t)
 		}
@@ -211,11 +220,17 @@ func (c *Client) SendPrepared(ctx context.Context, ps ...*Prepared) ([]string, e
 	for i, p := range ps {
 		var id string
 		var err error
-		if p.delay > 0 {
-			id, err = pubs[i].(triggers.DelayPublisher).PublishDelayed(ctx, p.body, p.props, p.delay)
-		} else {
-			id, err = pubs[i].Publish(ctx, p.body, p.props)
+		sctx, body, props := ctx, p.body, p.props
+		var span trace.Span // nil while tracing is off
+		if tracing.Enabled() {
+			sctx, body, props, span = c.traceSend(ctx, p)
 		}
+		if p.delay > 0 {
+			id, err = pubs[i].(triggers.DelayPublisher).PublishDelayed(sctx, body, props, p.delay)
+		} else {
+			id, err = pubs[i].Publish(sctx, body, props)
+		}
+		endSend(span, id, err)
 		if err != nil {
 			return ids, err
 		}

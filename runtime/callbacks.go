@@ -101,6 +101,9 @@ type callbacks struct {
 	maxAttempts int
 	backoff     time.Duration    // wait after the first failed attempt; doubles after each
 	dropped     atomic.Int64     // notices Post dropped: over the bound or after Close
+	delivered   atomic.Uint64    // notices the receiver accepted
+	failed      atomic.Uint64    // notices given up after their attempts (or abandoned at stop)
+	refused     atomic.Uint64    // notices never sent: a URL not allowed, a bad id or payload
 	secrets     []webhook.Secret // sign every POST when not empty
 
 	// now is the clock of the signatures' timestamps and of Retry-After
@@ -222,17 +225,20 @@ func (cb *callbacks) post(rawURL string, payload any, id string, extra http.Head
 		}
 	}()
 	if id != "" && !validWebhookID(id) {
+		cb.refused.Add(1)
 		cb.log.Warn("callback not sent: the id is not 1 to 256 printable ASCII characters without spaces",
 			append(fields, zap.String("webhookId", id))...)
 		return
 	}
 	u, err := cb.check(rawURL)
 	if err != nil {
+		cb.refused.Add(1)
 		cb.log.Warn("callback refused", append(fields, zap.String("reason", err.Error()))...)
 		return
 	}
 	body, err := json.Marshal(payload)
 	if err != nil {
+		cb.refused.Add(1)
 		cb.log.Warn("callback not sent: "+what+" cannot be encoded as JSON", append(fields, zap.String("error", err.Error()))...)
 		return
 	}
@@ -327,19 +333,23 @@ func (cb *callbacks) send(u *url.URL, body []byte, id string, extra http.Header,
 		start := time.Now()
 		r := cb.attempt(u, body, id, extra)
 		if r.ok() {
+			cb.delivered.Add(1)
 			cb.log.Debug("callback sent", append(fields, zap.Int("statusCode", r.status),
 				zap.Int("attempts", attempt), zap.Int64("durationMs", time.Since(start).Milliseconds()))...)
 			return
 		}
 		if cb.ctx.Err() != nil {
+			cb.failed.Add(1)
 			cb.log.Warn("callback abandoned: the host stopped", append(fields, zap.Int("attempts", attempt))...)
 			return
 		}
 		if isAddressRefused(r.err) {
+			cb.refused.Add(1)
 			cb.log.Warn("callback refused", append(fields, zap.String("reason", r.err.Error()), zap.Int("attempts", attempt))...)
 			return
 		}
 		if !r.retryable() || attempt >= cb.maxAttempts {
+			cb.failed.Add(1)
 			cb.log.Warn("callback failed", append(append(fields, r.fields()...), zap.Int("attempts", attempt))...)
 			return
 		}
@@ -347,6 +357,7 @@ func (cb *callbacks) send(u *url.URL, body []byte, id string, extra http.Header,
 		cb.log.Debug("callback attempt failed, retrying", append(append(fields, r.fields()...),
 			zap.Int("attempts", attempt), zap.Int64("delayMs", delay.Milliseconds()))...)
 		if !cb.pause(delay) {
+			cb.failed.Add(1)
 			cb.log.Warn("callback abandoned: the host is stopping", append(append(fields, r.fields()...), zap.Int("attempts", attempt))...)
 			return
 		}
@@ -513,4 +524,16 @@ func (cb *callbacks) Close(ctx context.Context) {
 	case <-done:
 	case <-t.C:
 	}
+}
+
+// callbackCount is one outcome's count, for the metrics.
+type callbackCount struct {
+	outcome string
+	n       uint64
+}
+
+// counts returns the notices by outcome since the host started.
+func (cb *callbacks) counts() []callbackCount {
+	return []callbackCount{{"delivered", cb.delivered.Load()}, {"failed", cb.failed.Load()},
+		{"refused", cb.refused.Load()}, {"dropped", uint64(cb.dropped.Load())}}
 }

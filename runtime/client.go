@@ -50,6 +50,8 @@ func clientOptions(cfg *Config, settings *AppSettings, funcs []*FunctionConfig) 
 		Lookup:          settings.Lookup,
 		URLEncoding:     cfg.PubSub.MessageEncoding,
 		StorageEncoding: storageEncodingRule(cfg, funcs),
+
+		TraceStorageQueueBody: cfg.Tracing.StorageQueueBody,
 	}
 	for _, fc := range funcs {
 		enc := fc.Queues.MessageEncoding

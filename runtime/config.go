@@ -4,6 +4,8 @@ import (
 	goruntime "runtime"
 	"time"
 
+	"github.com/jobhost/jobhost/tracing"
+
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/webhook"
@@ -86,6 +88,12 @@ type Config struct {
 	// Operations configures the background operation records
 	// (jobhost.operations).
 	Operations OperationsSettings
+	// Tracing configures OpenTelemetry traces (jobhost.tracing); whether
+	// they are on is the OTEL_* variables' say.
+	Tracing tracing.Settings
+	// Dashboard configures the dashboard on the HTTP listener
+	// (jobhost.dashboard).
+	Dashboard DashboardSettings
 	// Functions holds per-function overrides from jobhost.functions, keyed by
 	// lower-cased function name.
 	Functions map[string]FunctionOverrides

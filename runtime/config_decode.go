@@ -235,6 +235,10 @@ func (d *decoder) jobhost(cfg *Config, val any) {
 			d.httpSection(cfg, v)
 		case "operations":
 			d.operationsSection(cfg, v)
+		case "dashboard":
+			d.dashboardSection(cfg, v)
+		case "tracing":
+			d.tracingSection(cfg, v)
 		case "functions":
 			fns, ok := d.section(key, "jobhost.functions", v)
 			if !ok {

@@ -7,6 +7,7 @@
 package runtime
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -15,11 +16,13 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/operations"
+	"github.com/jobhost/jobhost/status"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -55,6 +58,13 @@ type Options struct {
 	// Operations keeps the background operation records (default: the
 	// store jobhost.operations names, opened on first use).
 	Operations operations.Store
+	// Metrics is the registry the host's metrics are registered in and
+	// /metrics serves (default: a new registry with the Go and process
+	// collectors). One registry serves one host.
+	Metrics *prometheus.Registry
+	// RecentInvocations is how many finished invocations the host keeps
+	// for the dashboard (default status.DefaultRingSize).
+	RecentInvocations int
 }
 
 // Host runs registered functions until its context ends.
@@ -72,6 +82,12 @@ type Host struct {
 	registry  *functions.Registry
 	httpAddr  atomic.Pointer[string] // set by Run when the HTTP listener started
 	mws       []Middleware
+	metrics   *hostMetrics
+	ring      *status.Ring
+	obsMu     sync.Mutex
+	listeners []*listener // set by Run, for the observers
+	started   atomic.Bool // every listener polls
+	stopping  atomic.Bool // the shutdown began
 	// wakers maps "<connection>|<queue>" of Storage Queue listeners to
 	// their wake channels (fast wake).
 	wakers map[string][]chan struct{}
@@ -102,7 +118,12 @@ func New(o Options) (*Host, error) {
 		return nil, err
 	}
 	h := &Host{cfg: o.Config, funcs: funcs, logs: o.Logs,
-		log: o.Logs.Category(CategoryHost), open: o.Open, mws: o.Middleware}
+		log: o.Logs.Category(CategoryHost), open: o.Open, mws: o.Middleware,
+		ring: status.NewRing(cmp.Or(o.RecentInvocations, o.Config.Dashboard.RecentInvocations))}
+	if o.Metrics == nil {
+		o.Metrics = newRegistry()
+	}
+	h.metrics = newHostMetrics(h, o.Metrics)
 	h.callbacks = newCallbacks(o.Config.Callbacks, o.Logs.Category(CategoryCallbacks))
 	h.settings, h.registry = o.Settings, o.Registry
 	h.setupRecords(o.Operations, o.Settings)
@@ -206,7 +227,8 @@ func (h *Host) Run(ctx context.Context) error {
 				fmt.Sprintf("%s has no poison destination: name one in jobhost.functions.%s.poison", fc.Queue, fc.Name())}}}
 		}
 		l := newListener(fc, drv, h.logs, hard, h.mws)
-		l.outputs, l.callbacks, l.records = h.outputs, h.callbacks, h.records
+		l.outputs, l.callbacks, l.records, l.ring = h.outputs, h.callbacks, h.records, h.ring
+		h.metrics.attach(l)
 		if fc.URL == nil {
 			key := fc.Connection + "|" + fc.Queue
 			h.wakers[key] = append(h.wakers[key], l.wakeup)
@@ -217,6 +239,14 @@ func (h *Host) Run(ctx context.Context) error {
 	if len(listeners) == 0 {
 		return errors.New("every function is disabled")
 	}
+	h.obsMu.Lock()
+	h.listeners = listeners
+	h.obsMu.Unlock()
+	defer func() {
+		for _, l := range listeners {
+			l.stats.setState(stateStopped)
+		}
+	}()
 	if err := h.runRecords(ctx); err != nil {
 		return err
 	}
@@ -224,16 +254,30 @@ func (h *Host) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	sampling, stopSampling := context.WithCancel(ctx)
+	defer stopSampling()
 	var polling sync.WaitGroup
 	for _, l := range listeners {
+		go l.sampleDepth(sampling)
 		h.log.Info("listening", zap.String("function", l.fc.Name()), zap.String("queue", l.fc.Queue),
 			zap.Int("batchSize", l.fc.Queues.BatchSize), zap.Int("newBatchThreshold", l.fc.Queues.NewBatchThreshold),
 			zap.Int("maxDequeueCount", l.fc.Queues.MaxDequeueCount))
 		polling.Go(func() { l.poll(ctx) })
 	}
-	h.log.Info("host started", zap.Int("functions", len(listeners)))
+	h.started.Store(true)
+	v := Version()
+	h.log.Info("host started", zap.Int("functions", len(listeners)), zap.String("version", v.Version),
+		zap.String("revision", v.Revision), zap.String("goVersion", v.GoVersion))
 	<-ctx.Done()
-	srv.stopAccepting()
+	h.stopping.Store(true) // /readyz fails from now; the listener serves until the drain ends
 	cleanupBy = h.shutdown(listeners, &polling, cancelHard)
+	srv.stop(cleanupBy)
 	return nil
+}
+
+// currentListeners returns the listeners Run started (none before).
+func (h *Host) currentListeners() []*listener {
+	h.obsMu.Lock()
+	defer h.obsMu.Unlock()
+	return h.listeners
 }

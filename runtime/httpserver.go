@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/jobhost/jobhost/dashboard"
+
 	"go.uber.org/zap"
 
 	"github.com/jobhost/jobhost/client"
@@ -19,10 +21,12 @@ import (
 const CategoryHTTP = "Host.HTTP"
 
 // httpServer is the host's HTTP listener (jobhost.http.listen): the
-// operations API under OperationsPath.
+// operations API under OperationsPath (when the host keeps operation
+// records), the metrics at MetricsPath and the health checks at LivezPath
+// and ReadyzPath.
 type httpServer struct {
 	srv    *http.Server
-	client *client.Client
+	client *client.Client // nil without the operations API
 	done   chan struct{}
 	log    *zap.Logger
 }
@@ -35,34 +39,57 @@ func (h *Host) startHTTP() (*httpServer, error) {
 		return nil, nil
 	}
 	log := h.logs.Category(CategoryHTTP)
-	if h.records == nil {
-		return nil, &ConfigError{Problems: []Problem{{"jobhost.http.listen",
-			"the operations API needs an operations store: set jobhost.operations.store (table, postgres or memory)"}}}
-	}
-	opts, err := ClientOptions(h.cfg, h.settings, h.registry)
-	if err != nil {
-		return nil, err
-	}
-	opts.Store = recordsStore{h.records}
-	opts.OnCancel = func(id string) { h.records.cancelLocal(id) }
-	opts.OnSent = h.wake
-	c, err := client.New(opts)
-	if err != nil {
-		return nil, err
-	}
 	keys := httpapi.KeysFromSettings(h.settings.Names(), h.settings.Lookup)
-	api, err := httpapi.New(httpapi.Options{Operations: c, Keys: keys, Prefix: OperationsPath,
-		CheckCallback: h.callbacks.CheckURL, Logger: log})
-	if err != nil {
-		c.Close()
-		return nil, err
-	}
 	mux := http.NewServeMux()
-	mux.Handle(OperationsPath, api)
-	mux.Handle(OperationsPath+"/", api)
+	mux.Handle(MetricsPath, h.metrics.handler)
+	mux.Handle(LivezPath, healthHandler(h.live))
+	mux.Handle(ReadyzPath, healthHandler(h.ready))
+	var c *client.Client
+	if h.records != nil {
+		opts, err := ClientOptions(h.cfg, h.settings, h.registry)
+		if err != nil {
+			return nil, err
+		}
+		opts.Store = recordsStore{h.records}
+		opts.OnCancel = func(id string) { h.records.cancelLocal(id) }
+		opts.OnSent = h.wake
+		if c, err = client.New(opts); err != nil {
+			return nil, err
+		}
+		api, err := httpapi.New(httpapi.Options{Operations: c, Keys: keys, Prefix: OperationsPath,
+			CheckCallback: h.callbacks.CheckURL, Logger: log})
+		if err != nil {
+			c.Close()
+			return nil, err
+		}
+		mux.Handle(OperationsPath, api)
+		mux.Handle(OperationsPath+"/", api)
+	}
+	closeClient := func() {
+		if c != nil {
+			c.Close()
+		}
+	}
+	if d := h.cfg.Dashboard; !d.Disabled {
+		dopts := dashboard.Options{Source: h.Status(), Keys: keys, Logger: log, ReadOnly: d.ReadOnly, AllowRemote: d.AllowRemote}
+		if user, ok := h.settings.Lookup(SettingDashboardUser); ok && user != "" {
+			pass, _ := h.settings.Lookup(SettingDashboardPassword)
+			dopts.BasicAuth = &dashboard.BasicAuth{User: user, Password: pass}
+		}
+		if c != nil {
+			dopts.Operations = c
+			dopts.Counter = recordsStore{h.records}
+		}
+		dash, err := dashboard.New(dopts)
+		if err != nil {
+			closeClient()
+			return nil, &ConfigError{Problems: []Problem{{"jobhost.dashboard", err.Error()}}}
+		}
+		mux.Handle("/", dash)
+	}
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		c.Close()
+		closeClient()
 		return nil, fmt.Errorf("jobhost.http.listen: %w", err)
 	}
 	s := &httpServer{client: c, log: log, done: make(chan struct{}),
@@ -74,8 +101,14 @@ func (h *Host) startHTTP() (*httpServer, error) {
 			log.Error("HTTP listener stopped", zap.Error(err))
 		}
 	}()
-	fields := []zap.Field{zap.String("address", ln.Addr().String()), zap.String("operations", "http://"+ln.Addr().String()+OperationsPath)}
-	if keys.Empty() {
+	fields := []zap.Field{zap.String("address", ln.Addr().String()), zap.String("metrics", "http://"+ln.Addr().String()+MetricsPath)}
+	if c != nil {
+		fields = append(fields, zap.String("operations", "http://"+ln.Addr().String()+OperationsPath))
+	}
+	if !h.cfg.Dashboard.Disabled {
+		fields = append(fields, zap.String("dashboard", "http://"+ln.Addr().String()+"/"))
+	}
+	if keys.Empty() && c != nil {
 		log.Warn("HTTP listener started without keys: the operations API answers loopback callers only (set JOBHOST_ADMIN_KEY to serve others)", fields...)
 	} else {
 		log.Info("HTTP listener started", fields...)
@@ -85,23 +118,34 @@ func (h *Host) startHTTP() (*httpServer, error) {
 	return s, nil
 }
 
-// stopAccepting stops the listener at the start of the shutdown: requests
-// under way get httpShutdownGrace to finish.
-func (s *httpServer) stopAccepting() {
+// stop stops the listener once the host's listeners drained: it serves
+// through the drain (/readyz failing, /livez and /metrics answering), and
+// requests under way then get until by (at least httpShutdownGrace) to
+// finish.
+func (s *httpServer) stop(by time.Time) {
 	if s == nil {
 		return
 	}
-	go func() {
-		ctx, cancel := context.WithTimeout(context.Background(), httpShutdownGrace)
-		defer cancel()
-		if err := s.srv.Shutdown(ctx); err != nil {
-			s.srv.Close()
-		}
+	ctx, cancel := context.WithDeadline(context.Background(), later(by, time.Now().Add(httpShutdownGrace)))
+	defer cancel()
+	if err := s.srv.Shutdown(ctx); err != nil {
+		s.srv.Close()
+	}
+	<-s.done
+	if s.client != nil {
 		s.client.Close()
-	}()
+	}
 }
 
-const httpShutdownGrace = 5 * time.Second
+// httpShutdownGrace is the least that requests under way get at the end.
+const httpShutdownGrace = time.Second
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
 
 // HTTPAddr returns the address the HTTP listener listens on once Run
 // started it ("" when there is none).
@@ -160,3 +204,20 @@ func (s recordsStore) Purge(ctx context.Context, now time.Time, limit int) (int,
 }
 
 func (recordsStore) Close() error { return nil }
+
+// CountByStatus counts through the host's store when it can count
+// (operations.Counter), for the dashboard.
+func (s recordsStore) CountByStatus(ctx context.Context, name string) (map[operations.Status]int, error) {
+	st, err := s.store(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if u, ok := st.(unclosable); ok {
+		st = u.Store
+	}
+	c, ok := st.(operations.Counter)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	return c.CountByStatus(ctx, name)
+}

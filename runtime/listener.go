@@ -17,6 +17,7 @@ import (
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/internal/invocation"
+	"github.com/jobhost/jobhost/status"
 	"github.com/jobhost/jobhost/triggers"
 )
 
@@ -59,6 +60,11 @@ type listener struct {
 	poisoned   poisonedSet   // copied to poison, original not deleted
 	pollCtx    *boundCtx     // the poll loop's Receive context; cancelled at the shutdown deadline
 	receiving  atomic.Bool   // a Receive is under way
+
+	broker  string          // the driver's name, for metrics and the dashboard
+	stats   listenerStats   // counters for the observers
+	metrics listenerMetrics // histogram children; zero without metrics
+	ring    *status.Ring    // the host's recent invocations; nil: none kept
 }
 
 func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context, mws []Middleware) *listener {
@@ -70,7 +76,7 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 		}, mws)
 	}
 	return &listener{
-		call: call, pollCtx: newBoundCtx(),
+		call: call, pollCtx: newBoundCtx(), broker: brokerName(fc),
 		fc: fc, drv: drv, hard: hard,
 		log: logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
 		results: logs.Category(cat).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)).
@@ -135,6 +141,7 @@ func (l *listener) poll(ctx context.Context) {
 	waits = waits && w.ReceiveWaits()
 	defer close(l.work) // the workers finish what they hold, then end
 	rc := l.pollCtx     // each poll's context, reused
+	defer l.stats.setState(stateStopping)
 	for {
 		// Poll again only when in-flight work is at or below the threshold.
 		for l.running() > q.NewBatchThreshold {
@@ -149,6 +156,9 @@ func (l *listener) poll(ctx context.Context) {
 		}
 		msgs, err := l.receive(rc)
 		if err != nil {
+			l.stats.receiveErrors.Add(1)
+			l.stats.setState(stateFailing)
+			l.stats.setError(err)
 			failing++
 			wait := bo.next()
 			l.logPollError(err, failing, wait, bo.atMax())
@@ -161,6 +171,8 @@ func (l *listener) poll(ctx context.Context) {
 			l.log.Info("queue reachable again", zap.Int("failedPolls", failing))
 			failing = 0
 		}
+		l.stats.lastPoll.Store(time.Now().UnixNano())
+		l.stats.setState(stateListening)
 		if ctx.Err() != nil {
 			// Stopped while receiving: give the messages back at once.
 			l.release(msgs)
@@ -174,6 +186,7 @@ func (l *listener) poll(ctx context.Context) {
 			continue
 		}
 		bo.reset()
+		l.stats.received.Add(uint64(len(msgs)))
 		for _, m := range msgs {
 			l.dispatch(m)
 		}
@@ -184,9 +197,11 @@ func (l *listener) poll(ctx context.Context) {
 // stop signal never loses the reply to a dequeue (which would hide its
 // messages for a whole lease).
 func (l *listener) receive(bc *boundCtx) ([]*triggers.Message, error) {
-	rctx := bc.start(time.Minute)
+	rctx := bc.start(receiveBound)
 	l.receiving.Store(true)
+	l.stats.receiveStart.Store(time.Now().UnixNano())
 	defer func() {
+		l.stats.receiveStart.Store(0)
 		l.receiving.Store(false)
 		bc.stop()
 	}()
@@ -225,6 +240,10 @@ func (l *listener) release(msgs []*triggers.Message) {
 		l.releaseOne(ctx, m, "a message received at shutdown")
 	}
 }
+
+// receiveBound bounds one Receive; a Receive under way for longer than
+// this plus livenessGrace fails /livez.
+const receiveBound = time.Minute
 
 // releaseTimeout bounds giving back what a stopped poll received.
 const releaseTimeout = 3 * time.Second
@@ -285,7 +304,7 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	if l.poisoned.has(m.ID) {
 		// Copied to poison before, but its delete failed: drop it now.
 		outcome = l.dropPoisoned(w.settle, m, id)
-		l.logResult(id, m, outcome, nil, start)
+		l.finish(id, m, outcome, nil, start)
 		return
 	}
 	// The function gets a copy of its own: renewal and settlement change
@@ -355,22 +374,46 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 			l.recordOutcome(opID, m, outcome, runErr, pending)
 		}
 	}
-	l.logResult(id, m, outcome, runErr, start)
+	l.finish(id, m, outcome, runErr, start)
 	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
 		l.notify(m, id, outcome, runErr, pending, payload, start)
 	}
 }
 
+// finish accounts for one invocation: its completion line, the counters,
+// the histograms and the ring of recent invocations.
+func (l *listener) finish(id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
+	d := time.Since(start)
+	l.stats.count(outcome)
+	if outcome == OutcomeFailed || outcome == OutcomePoisoned {
+		l.stats.setError(runErr)
+	}
+	l.metrics.observe(start, m.InsertionTime, m.DequeueCount, d)
+	tid := l.traceIDOf(id)
+	if l.ring != nil {
+		inv := status.Invocation{ID: id, Function: l.fc.Name(), MessageID: m.ID, Outcome: outcome,
+			DequeueCount: m.DequeueCount, Start: start, Duration: d, TraceID: tid}
+		if runErr != nil {
+			inv.Error = Redact(runErr.Error())
+		}
+		l.ring.Add(inv)
+	}
+	l.logResult(id, m, outcome, runErr, d, tid)
+}
+
 // logResult writes the completion line of one invocation.
-func (l *listener) logResult(id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
+func (l *listener) logResult(id string, m *triggers.Message, outcome string, runErr error, d time.Duration, traceID string) {
 	// The completion line's fields are built only when it is logged.
 	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
 		fields := []zap.Field{
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
-			zap.Float64("durationMs", float64(time.Since(start).Microseconds())/1000),
+			zap.Float64("durationMs", float64(d.Microseconds())/1000),
 		}
 		if runErr != nil {
 			fields = append(fields, zap.String("error", runErr.Error()))
+		}
+		if traceID != "" {
+			fields = append(fields, zap.String("traceId", traceID))
 		}
 		ce.Write(fields...)
 	}
@@ -417,6 +460,8 @@ func (l *listener) notify(m *triggers.Message, id, outcome string, runErr error,
 // For an operation (opID set) it reports whether the operation was
 // cancelled while the function ran.
 func (l *listener) invoke(view *triggers.Message, id, opID string, payload []byte, pending *invocation.Pending, r *renewal, start time.Time) (err error, canceled bool) {
+	var span *invocationSpan                   // runtime/tracing.go; nil while tracing is off
+	defer func() { span.end(err, canceled) }() // last: sees a recovered panic and the cancel
 	ctx := l.hard
 	if t := l.fc.FunctionTimeout; t > 0 {
 		var cancel context.CancelFunc
@@ -428,7 +473,7 @@ func (l *listener) invoke(view *triggers.Message, id, opID string, payload []byt
 		ctx, untrack = l.operationContext(ctx, opID)
 		defer func() { canceled = untrack() }()
 	}
-	ctx = invocation.With(ctx, l.user, id)
+	ctx, span = l.startInvocation(ctx, view, id, pending, start) // invocation.With, and the span when tracing is on
 	if pending != nil {
 		ctx = invocation.WithPending(ctx, pending)
 	}

@@ -160,6 +160,7 @@ func (h *Host) runRecords(ctx context.Context) error {
 		h.records.outage(err)
 	}
 	h.records.start()
+	go h.records.countStates(ctx, countInterval)
 	go func() {
 		interval := h.cfg.Operations.PurgeInterval
 		if interval <= 0 {
@@ -184,6 +185,43 @@ func (h *Host) runRecords(ctx context.Context) error {
 		}
 	}()
 	return nil
+}
+
+// countInterval is how often the host counts operation records by status
+// for jobhost_operations, when its store can count.
+const countInterval = 30 * time.Second
+
+// countStates counts the records by status every interval until ctx ends,
+// when the store is an operations.Counter.
+func (r *records) countStates(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		cctx, cancel := context.WithTimeout(ctx, interval)
+		if st, err := r.getStore(cctx); err == nil {
+			if u, ok := st.(unclosable); ok {
+				st = u.Store
+			}
+			c, ok := operations.CounterOf(st)
+			if !ok {
+				cancel()
+				return
+			}
+			if byStatus, err := c.CountByStatus(cctx, ""); err == nil {
+				m := make(map[string]int, len(byStatus))
+				for s, n := range byStatus {
+					m[s.String()] = n
+				}
+				r.counts.Store(&m)
+			}
+		}
+		cancel()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // unclosable is a store the host was given: its Close does nothing.

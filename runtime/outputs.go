@@ -151,9 +151,12 @@ type planned struct {
 // problem found before sending sends nothing. A problem no retry can mend
 // (a value that cannot be encoded, a message over the Storage Queue limit
 // or not XML text) is a functions.Permanent error: the message is
-// poisoned at once.
+// poisoned at once. While tracing is on, each message is sent in the trace
+// of the invocation that produced it (the client's send span, a child of
+// the invocation's span, and its context in the message).
 func (o *outputs) send(ctx context.Context, fc *FunctionConfig, items []invocation.Item, targets map[string]target) error {
 	c := o.client
+	ctx = outputContext(ctx, items) // the invocation's trace, while tracing is on
 	plan := make([]*client.Prepared, 0, len(items))
 	names := make([]string, 0, len(items))
 	for _, it := range items {

@@ -41,6 +41,17 @@ type records struct {
 
 	mu      sync.Mutex
 	running map[string]*runningOp // operations this host's functions are running
+
+	counts atomic.Pointer[map[string]int] // records by state, counted in the background
+}
+
+// stateCounts returns the records by state as last counted (nil before the
+// first count, or when the store cannot count).
+func (r *records) stateCounts() map[string]int {
+	if p := r.counts.Load(); p != nil {
+		return *p
+	}
+	return nil
 }
 
 const (

@@ -128,9 +128,14 @@ func (r *renewal) fire() {
 	err := l.drv.ExtendLease(ctx, m, lease)
 	cancel()
 	if err != nil {
+		l.stats.renewalErrors.Add(1)
+		if errors.Is(err, triggers.ErrLeaseLost) {
+			l.stats.leasesLost.Add(1)
+		}
 		l.log.Warn("renewing the message lease failed; another worker may receive it",
 			zap.String("messageId", m.ID), zap.Error(err))
 	} else {
+		l.stats.renewals.Add(1)
 		l.log.Debug("message lease renewed", zap.String("messageId", m.ID), zap.Time("nextVisible", m.NextVisibleTime))
 	}
 	now = time.Now()

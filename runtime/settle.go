@@ -39,6 +39,7 @@ func (l *listener) settle(bc *boundCtx, m *triggers.Message, id string, runErr e
 	switch {
 	case runErr == nil:
 		if err := l.drv.Complete(ctx, m); err != nil {
+			l.settleFailed(err)
 			msg := "function succeeded but the message could not be deleted; it will be delivered again"
 			if errors.Is(err, triggers.ErrLeaseLost) {
 				msg = "function succeeded but its message was already settled or its lease was lost; it may be delivered again"
@@ -57,6 +58,7 @@ func (l *listener) settle(bc *boundCtx, m *triggers.Message, id string, runErr e
 		return l.poison(m, id, runErr)
 	}
 	if err := l.drv.Retry(ctx, m, l.retryDelay(m, runErr)); err != nil {
+		l.settleFailed(err)
 		l.log.Warn("could not make the failed message visible again; it reappears when its lease ends",
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 	}
@@ -76,7 +78,9 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 			zap.String("poisonMessageId", poisonID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("error", reason.Error())}, extra...)
 	}
 	if err != nil && (poisonID != "" || errors.Is(err, triggers.ErrNotRemoved)) {
+		l.stats.poisonMoves.Add(1)
 		if cerr := l.drv.Complete(ctx, m); cerr != nil {
+			l.settleFailed(cerr)
 			l.poisoned.add(m.ID)
 			l.log.Error("message copied to poison queue, but the original could not be deleted: it will be delivered again, and this host then deletes it without running it",
 				moved(zap.NamedError("deleteError", err), zap.NamedError("secondDeleteError", cerr))...)
@@ -87,6 +91,7 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 		return OutcomePoisoned
 	}
 	if err != nil {
+		l.settleFailed(err)
 		l.log.Error("could not move the message to poison; it stays in the queue",
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 		if rerr := l.drv.Retry(ctx, m, max(l.fc.Queues.VisibilityTimeout, l.fc.Queues.MaxPollingInterval)); rerr != nil {
@@ -94,6 +99,7 @@ func (l *listener) poison(m *triggers.Message, id string, reason error) string {
 		}
 		return OutcomeFailed
 	}
+	l.stats.poisonMoves.Add(1)
 	l.wakePoisonQueue()
 	l.log.Warn("message moved to poison queue", moved()...)
 	return OutcomePoisoned
@@ -111,6 +117,7 @@ func (l *listener) dropPoisoned(bc *boundCtx, m *triggers.Message, id string) st
 	ctx := bc.start(settleTimeout)
 	defer bc.stop()
 	if err := l.drv.Complete(ctx, m); err != nil {
+		l.settleFailed(err)
 		l.log.Error("could not delete a message already copied to poison; it will be delivered again",
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Error(err))
 		return OutcomeFailed
@@ -132,8 +139,17 @@ func (l *listener) releaseOne(ctx context.Context, m *triggers.Message, why stri
 		err = l.drv.Retry(ctx, m, 0)
 	}
 	if err != nil {
+		l.settleFailed(err)
 		l.log.Warn("could not give back "+why+"; it reappears when its lease ends",
 			zap.String("messageId", m.ID), zap.Error(err))
+	}
+}
+
+// settleFailed counts a settlement that failed, and a lost lease.
+func (l *listener) settleFailed(err error) {
+	l.stats.settleErrors.Add(1)
+	if errors.Is(err, triggers.ErrLeaseLost) {
+		l.stats.leasesLost.Add(1)
 	}
 }
 

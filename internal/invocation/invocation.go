@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
 	"go.uber.org/zap"
 )
 
@@ -30,25 +31,58 @@ type state struct {
 	log  *zap.Logger
 }
 
+// tracedState is the state of an invocation traced by a span. A type of
+// its own keeps state as small as it was: most hosts never trace.
+type tracedState struct {
+	state
+	trace trace.SpanContext
+}
+
 // With returns ctx carrying the invocation's logger and id.
 func With(ctx context.Context, logger *zap.Logger, id string) context.Context {
 	return context.WithValue(ctx, stateKey, &state{base: logger, id: id})
 }
 
-// Logger returns the invocation's logger with its invocationId field, or a
-// no-op logger outside an invocation.
+// WithTrace is With for an invocation traced by the span sc: its log
+// lines carry traceId and spanId too.
+func WithTrace(ctx context.Context, logger *zap.Logger, id string, sc trace.SpanContext) context.Context {
+	return context.WithValue(ctx, stateKey, &tracedState{state: state{base: logger, id: id}, trace: sc})
+}
+
+// stateOf returns the invocation state ctx carries (nil outside an
+// invocation) and its span, if traced.
+func stateOf(ctx context.Context) (*state, trace.SpanContext) {
+	switch s := ctx.Value(stateKey).(type) {
+	case *state:
+		return s, trace.SpanContext{}
+	case *tracedState:
+		return &s.state, s.trace
+	}
+	return nil, trace.SpanContext{}
+}
+
+// Logger returns the invocation's logger with its invocationId field (and
+// traceId and spanId when it is traced), or a no-op logger outside an
+// invocation.
 func Logger(ctx context.Context) *zap.Logger {
-	s, ok := ctx.Value(stateKey).(*state)
-	if !ok || s.base == nil {
+	s, sc := stateOf(ctx)
+	if s == nil || s.base == nil {
 		return zap.NewNop()
 	}
-	s.once.Do(func() { s.log = s.base.With(zap.String("invocationId", s.id)) })
+	s.once.Do(func() {
+		if sc.IsValid() {
+			s.log = s.base.With(zap.String("invocationId", s.id),
+				zap.String("traceId", sc.TraceID().String()), zap.String("spanId", sc.SpanID().String()))
+			return
+		}
+		s.log = s.base.With(zap.String("invocationId", s.id))
+	})
 	return s.log
 }
 
 // ID returns the id of the current invocation, or "".
 func ID(ctx context.Context) string {
-	if s, ok := ctx.Value(stateKey).(*state); ok {
+	if s, _ := stateOf(ctx); s != nil {
 		return s.id
 	}
 	return ""
@@ -66,6 +100,9 @@ type Item struct {
 	Body []byte
 	// Err is why Value could not be encoded; the invocation then fails.
 	Err error
+	// Trace is the span of the invocation that produced it (zero while
+	// tracing is off): the message is sent in that trace.
+	Trace trace.SpanContext
 }
 
 // Pending holds an invocation's output items until the host sends them.
@@ -73,6 +110,15 @@ type Pending struct {
 	mu    sync.Mutex
 	names map[string]bool
 	items []Item
+	trace trace.SpanContext
+}
+
+// SetTrace makes sc the Trace of every item added from now on: the span of
+// the invocation p holds the outputs of.
+func (p *Pending) SetTrace(sc trace.SpanContext) {
+	p.mu.Lock()
+	p.trace = sc
+	p.mu.Unlock()
 }
 
 // NewPending returns the holder for an invocation of a function with the
@@ -96,6 +142,7 @@ func (p *Pending) Add(it Item) error {
 	if !p.names[it.Output] {
 		return fmt.Errorf("output %q: the function declares no output of that name (functions.WithOutput)", it.Output)
 	}
+	it.Trace = p.trace
 	p.items = append(p.items, it)
 	return nil
 }

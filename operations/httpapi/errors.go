@@ -44,6 +44,13 @@ func errorCode(status int) string {
 	return "Status" + strconv.Itoa(status)
 }
 
+// WriteError answers with an error in the API's JSON shape, for the other
+// handlers a host serves beside the API (health, dashboard). field names
+// the field or parameter at fault ("" none).
+func WriteError(w http.ResponseWriter, status int, field, message string) {
+	writeError(w, status, field, message)
+}
+
 // writeError answers with an error in the API's JSON shape. field names
 // the field or parameter at fault ("" none).
 func writeError(w http.ResponseWriter, status int, field, message string) {

@@ -19,6 +19,9 @@ import (
 	"strings"
 	"syscall"
 	"text/tabwriter"
+	"time"
+
+	"github.com/jobhost/jobhost/tracing"
 
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/runtime"
@@ -324,6 +327,21 @@ func (c *command) run(ctx context.Context) int {
 		return ExitUsage
 	}
 	defer logs.Sync()
+	// Traces, when the OTEL_* variables ask for them: the provider is the
+	// process's, so the command line sets it up, not the host.
+	shutdown, err := tracing.Setup(ctx, settings.Lookup)
+	if err != nil {
+		fmt.Fprintln(c.Stderr, "jobhost: "+redactText(err.Error()))
+		return ExitUsage
+	}
+	defer func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(sctx); err != nil {
+			logs.Category(runtime.CategoryHost).Warn("flushing traces failed: " + redactText(err.Error()))
+		}
+	}()
+	cfg.Tracing.Apply()
 	if err := h.Run(ctx); err != nil {
 		var ce *runtime.ConfigError
 		if errors.As(err, &ce) { // found only once the triggers were opened
