@@ -14,7 +14,7 @@
 // This package uses nats.go directly: pull requests it controls, nothing
 // buffered beyond Prefetch and nothing left to expire in a buffer,
 // broker-native NumDelivered, NakWithDelay, InProgress and Term, and
-// acknowledgements that wait for the server's reply.
+// settlements whose errors are reported.
 //
 // # Semantics
 //
@@ -75,9 +75,25 @@
 //     DeadLetter return an error wrapping triggers.ErrLeaseLost without
 //     contacting the server, as do repeated settlements. A settlement the
 //     server has no consumer for (no responders) also maps to ErrLeaseLost.
-//   - Complete acks and waits for the server's reply. Retry(delay) is a Nak
-//     (NakWithDelay when delay > 0); the next delivery's NumDelivered is one
-//     more. ExtendLease sends InProgress and waits for the reply.
+//   - Complete acks without waiting for the server's reply (unconfirmed
+//     acks): the +ACK is handed to the connection, whose flusher writes it
+//     at once, in one write with whatever else is buffered (other acks,
+//     pull requests), and Close flushes what is still buffered and waits
+//     for the server's PONG, so an ack sent before Close is not lost with
+//     the connection. The reply carried nothing more: nats-server answers an
+//     ack even when the message was not pending. An ack lost on the way
+//     (the connection drops before it is written) means the server
+//     redelivers the message when its ack wait ends, with NumDelivered one
+//     more: at least once, never a loss. While the connection is down,
+//     Complete fails at once (nothing is buffered) and the message stays
+//     held. The lease checks above still make Complete return
+//     triggers.ErrLeaseLost without contacting the server; what is no
+//     longer seen is a consumer deleted under the driver (no responders),
+//     which then means a redelivery from the new consumer. Options.AckSync
+//     (URL ack=sync) makes Complete wait for the reply, as before, one
+//     round trip per message. Retry(delay) is a Nak (NakWithDelay when
+//     delay > 0) and waits for the reply; the next delivery's NumDelivered
+//     is one more. ExtendLease sends InProgress and waits for the reply.
 //   - DeadLetter publishes body and headers unchanged to the poison subject
 //     (minus publish-control headers Nats-Expected-*, Nats-Rollup, Nats-TTL,
 //     Nats-Batch-*, Nats-Schedule*, Nats-Incr, Nats-Required-Api-Level), adds

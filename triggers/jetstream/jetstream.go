@@ -32,6 +32,8 @@ const (
 	maxSettleMargin = 100 * time.Millisecond
 	// reasonLimit bounds the Jobhost-Reason header.
 	reasonLimit = 1024
+	// flushTimeout bounds Close's flush of acks still buffered.
+	flushTimeout = 5 * time.Second
 )
 
 // Acknowledgement bodies (JetStream's protocol).
@@ -220,9 +222,11 @@ func (d *Driver) ReceiveWaits() bool { return true }
 // triggers.ErrClosed and ends a Receive in progress. It then waits for the
 // driver's pull requests to end (at most about ReceiveWait plus a second),
 // gives back the messages they delivered and that no Receive handed out,
-// stops the driver's lease timers and gives back its connection (closing
-// it if it was the last user; never one given to New). Messages handed out
-// and not settled are left to the server, which redelivers them when their
+// stops the driver's lease timers, flushes the acks Complete sent that the
+// connection still buffers (waiting, at most a few seconds, for the
+// server to have read them) and gives back its connection (closing it if
+// it was the last user; never one given to New). Messages handed out and
+// not settled are left to the server, which redelivers them when their
 // ack wait ends. Close is idempotent.
 func (d *Driver) Close() error {
 	d.mu.Lock()
@@ -244,6 +248,7 @@ func (d *Driver) Close() error {
 		dl.stopTimer()
 		dl.mu.Unlock()
 	}
+	d.flushAcks()
 	d.release()
 	return nil
 }

@@ -86,6 +86,12 @@ type Options struct {
 	ReceiveWait time.Duration
 	// CreateIfMissing creates a missing stream (see Driver.Receive).
 	CreateIfMissing bool
+	// AckSync makes Complete wait for the server's reply to its ack (one
+	// round trip per message), as it did before asynchronous acks. Without
+	// it (the default) Complete sends the ack and returns: nats.go's
+	// flusher writes it at once, together with whatever else is buffered,
+	// and Close flushes what is still buffered (see the package doc).
+	AckSync bool
 	// NATSOptions are added to the driver's connection options (for
 	// example nats.UserCredentials); a driver with NATSOptions has a
 	// connection of its own rather than the server URL's shared one.
@@ -212,17 +218,18 @@ func subjectMatches(pat, subj string) bool {
 }
 
 // URL query parameters understood by OptionsFromURL.
-var urlParams = []string{"stream", "consumer", "subject", "poison", "max_ack_pending"}
+var urlParams = []string{"stream", "consumer", "subject", "poison", "max_ack_pending", "ack"}
 
 // OptionsFromURL reads a trigger URL:
 //
-//	nats://<subject>?stream=S[&consumer=C][&poison=P][&max_ack_pending=N]
-//	nats://<stream>[?subject=X][&consumer=C][&poison=P][&max_ack_pending=N]
+//	nats://<subject>?stream=S[&consumer=C][&poison=P][&max_ack_pending=N][&ack=sync]
+//	nats://<stream>[?subject=X][&consumer=C][&poison=P][&max_ack_pending=N][&ack=sync]
 //
 // With stream=, the URL's host is the filter subject; without it, the host
 // is the stream and subject= (optional) the filter subject. The host is
 // used as written (not lower-cased). max_ack_pending= is
-// Options.MaxAckPending (-1: no limit). The URL holds no server address or
+// Options.MaxAckPending (-1: no limit); ack=sync is Options.AckSync (ack=async,
+// the default, leaves it off). The URL holds no server address or
 // credentials: those come from app settings (see OpenURL).
 func OptionsFromURL(u *url.URL) (Options, error) {
 	o, err := parseURL(u)
@@ -266,6 +273,13 @@ func parseURL(u *url.URL) (Options, error) {
 			return o, fmt.Errorf("URL %q: max_ack_pending=%s is neither a positive number nor -1 (no limit)", u.Redacted(), v)
 		}
 		o.MaxAckPending = n
+	}
+	switch v := q.Get("ack"); v {
+	case "", "async":
+	case "sync":
+		o.AckSync = true
+	default:
+		return o, fmt.Errorf("URL %q: ack=%s is neither sync nor async", u.Redacted(), v)
 	}
 	if s := q.Get("stream"); s != "" {
 		if q.Has("subject") {

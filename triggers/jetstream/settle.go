@@ -14,14 +14,25 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 )
 
-// Complete acknowledges the message and waits for the server's reply.
+// Complete acknowledges the message. By default it does not wait for the
+// server's reply: the ack is handed to the connection, whose flusher writes
+// it at once (with whatever else is buffered: acks of other messages, pull
+// requests), and Close flushes what is still buffered. An ack lost on the
+// way (the connection drops first) means the server redelivers the message
+// when its ack wait ends, as for a worker that died: at least once, never a
+// loss. With Options.AckSync it waits for the reply, one round trip.
 func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 	dl, err := d.hold(m, "complete")
 	if err != nil {
 		return err
 	}
 	defer dl.mu.Unlock()
-	if err := d.settleReply(ctx, dl, ackAck); err != nil {
+	if d.opts.AckSync {
+		err = d.settleReply(ctx, dl, ackAck)
+	} else {
+		err = d.settleAsync(dl, ackAck)
+	}
+	if err != nil {
 		return d.msgErr("complete", m, err)
 	}
 	dl.settle()
@@ -187,6 +198,28 @@ func (d *Driver) settleReply(ctx context.Context, dl *delivery, body []byte) err
 	defer d.settling.Add(-1)
 	d.refill()
 	return d.reply(ctx, dl, body)
+}
+
+// settleAsync sends a settlement without waiting for the server's answer,
+// its refill first as in settleReply. The publish fails at once when the
+// connection is down (nothing is buffered while reconnecting), so an error
+// leaves the message held, as a failed settleReply does. dl.mu is held.
+func (d *Driver) settleAsync(dl *delivery, body []byte) error {
+	d.settling.Add(1)
+	defer d.settling.Add(-1)
+	d.refill()
+	return d.nc.Publish(dl.msg.Reply, body)
+}
+
+// flushAcks writes what the connection still buffers (acks sent by
+// Complete) and waits for the server's PONG, which it sends after reading
+// them: an ack flushed here is not lost with the connection. It is a
+// no-op when disconnected: an unflushed ack then means a redelivery.
+func (d *Driver) flushAcks() {
+	if d.nc == nil || !d.nc.IsConnected() {
+		return
+	}
+	_ = d.nc.FlushTimeout(flushTimeout)
 }
 
 // withTimeout bounds ctx by opTimeout when it has no deadline of its own.

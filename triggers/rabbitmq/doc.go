@@ -65,6 +65,30 @@
 // runs longer than the broker's consumer_timeout (30 minutes by default in
 // 3.10) loses its channel and all the deliveries on it.
 //
+// # Acknowledgements
+//
+// Complete never waits for the broker: AMQP 0-9-1 does not answer a
+// basic.ack, so an ack is unconfirmed whatever the client does. The
+// driver coalesces them: a Complete whose delivery is older than every
+// delivery still held sends one basic.ack with multiple=true for it and for
+// the completed deliveries before it; a Complete whose delivery has an
+// older one still held (running, or settled by Retry or DeadLetter not yet
+// done) leaves its ack pending until that one is settled, but at most
+// Options.AckDelay (default 2 ms, URL ack_delay=; ack_delay=0 acks every
+// Complete at once) after that older delivery was received, and not at all
+// when it was received longer ago (a slow function never holds back the
+// acks of the deliveries after it for more than AckDelay). Retry,
+// DeadLetter and Release send their own frame (basic.nack, or basic.ack
+// after the confirmed copy) before a coalesced ack can cover their tag, so
+// a coalesced ack never acknowledges a delivery that was to be requeued or
+// dead-lettered. Close sends the pending acks before closing the consumer
+// channel (whose close the broker confirms after reading them). An ack that
+// never reaches the broker (the connection drops first) means the delivery
+// is requeued and delivered again, with its count raised: at least once,
+// never a loss. Complete still returns an error wrapping
+// triggers.ErrLeaseLost when the channel is known to be gone, and when the
+// frame it sends fails.
+//
 // # DequeueCount
 //
 // The count is always read from the message, never kept in process, so it

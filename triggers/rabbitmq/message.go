@@ -47,8 +47,10 @@ func (dv *delivery) nackRequeues() bool {
 	return !dv.raw.Redelivered
 }
 
-// message maps a delivery, learning the queue kind from redeliveries.
-func (d *Driver) message(s *session, dv amqp.Delivery) *triggers.Message {
+// message maps a delivery taken from the channel at now, learning the
+// queue kind from redeliveries, and registers it with the session's acker.
+func (d *Driver) message(s *session, dv amqp.Delivery, now time.Time) *triggers.Message {
+	s.acks.register(dv.DeliveryTag, now)
 	xdc, hasXDC := intHeader(dv.Headers, HeaderDeliveryCount)
 	if dv.Redelivered {
 		kind := kindClassic

@@ -66,6 +66,12 @@ type Options struct {
 	// (rabbitmqctl list_connections name client_properties); empty means
 	// "jobhost <queue>". Publish uses the shared "jobhost publishers".
 	ConnectionName string
+	// AckDelay is the longest a completed delivery's acknowledgement waits
+	// for those received before it, so that one basic.ack (multiple=true)
+	// acknowledges them all (see the package documentation). Zero means
+	// DefaultAckDelay; negative means every Complete sends its own ack at
+	// once.
+	AckDelay time.Duration
 }
 
 // Driver is a triggers.Driver for one RabbitMQ queue. It is safe for
@@ -122,6 +128,9 @@ func Open(ctx context.Context, serverURL, queue string, opts Options) (*Driver, 
 	if opts.ConnectionName == "" {
 		opts.ConnectionName = "jobhost " + queue
 	}
+	if opts.AckDelay == 0 {
+		opts.AckDelay = DefaultAckDelay
+	}
 	d := &Driver{
 		serverURL:   serverURL,
 		display:     u.Redacted(),
@@ -160,9 +169,11 @@ func (d *Driver) PoisonDestination() string {
 // ReceiveWaits reports that Receive waits for messages (triggers.Waiter).
 func (d *Driver) ReceiveWaits() bool { return true }
 
-// Close closes the channels and the connection (aborting a connect under
-// way) and the driver's publisher. Deliveries not yet settled are requeued
-// by the broker. Close does not settle messages. It is idempotent; after
+// Close sends the acknowledgements Complete has left pending (see
+// Options.AckDelay), then closes the channels and the connection (aborting
+// a connect under way; the broker has read the acks once the consumer
+// channel's close is confirmed) and the driver's publisher. Deliveries not
+// yet settled are requeued by the broker. Close does not settle messages. It is idempotent; after
 // it every method returns an error wrapping triggers.ErrClosed.
 func (d *Driver) Close() error {
 	if d.closed.Swap(true) {
@@ -209,12 +220,14 @@ func (d *Driver) Receive(ctx context.Context, maxMessages int, lease time.Durati
 	timer := time.NewTimer(maxOf(wait, 0))
 	defer timer.Stop()
 	var out []*triggers.Message
+	var now time.Time
 	select {
 	case dv, ok := <-s.deliveries:
 		if !ok {
 			return nil, d.lost(s)
 		}
-		out = append(out, d.message(s, dv))
+		now = time.Now()
+		out = append(out, d.message(s, dv, now))
 	case <-s.done:
 		return nil, d.lost(s)
 	case <-timer.C:
@@ -229,7 +242,7 @@ drain:
 			if !ok {
 				break drain
 			}
-			out = append(out, d.message(s, dv))
+			out = append(out, d.message(s, dv, now))
 		default:
 			break drain
 		}
@@ -298,13 +311,16 @@ func (d *Driver) lost(s *session) error {
 	return s.lostErr(d)
 }
 
-// Complete acknowledges the delivery.
+// Complete acknowledges the delivery: at once, together with the completed
+// deliveries received before it, or, while one received before it is
+// still held, within Options.AckDelay (see the package documentation).
+// It does not wait for the broker (AMQP 0-9-1 acks are not answered).
 func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 	dv, err := d.begin("complete", m)
 	if err != nil {
 		return err
 	}
-	if err := dv.s.ch.Ack(dv.tag, false); err != nil {
+	if err := dv.s.acks.complete(dv.tag); err != nil {
 		dv.state.Store(stateSettled)
 		return d.settleLost("complete", m, err)
 	}
@@ -321,11 +337,12 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 	}
 	s := dv.s
 	if delay <= 0 && dv.nackRequeues() {
-		if err := s.ch.Nack(dv.tag, false, true); err != nil {
-			dv.state.Store(stateSettled)
+		err := s.ch.Nack(dv.tag, false, true)
+		s.acks.settled(dv.tag)
+		dv.state.Store(stateSettled)
+		if err != nil {
 			return d.settleLost("retry", m, err)
 		}
-		dv.state.Store(stateSettled)
 		return nil
 	}
 	target, ensure := d.queue, (func(context.Context, *confirmer) error)(nil)
@@ -339,7 +356,9 @@ func (d *Driver) Retry(ctx context.Context, m *triggers.Message, delay time.Dura
 		dv.state.Store(stateHeld)
 		return d.wrap(fmt.Errorf("rabbitmq: retry message %s from queue %q: publish copy to queue %q (the original stays held): %w", m.ID, d.queue, target, err))
 	}
-	if err := s.ch.Ack(dv.tag, false); err != nil {
+	err = s.ch.Ack(dv.tag, false)
+	s.acks.settled(dv.tag)
+	if err != nil {
 		dv.state.Store(stateSettled)
 		return d.settleLost(fmt.Sprintf("retry (copy made in queue %q, so the message will be delivered twice)", target), m, err)
 	}
@@ -375,7 +394,9 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 	}
 	s := dv.s
 	if d.opts.NativeDeadLetter {
-		if err := s.ch.Nack(dv.tag, false, false); err != nil {
+		err := s.ch.Nack(dv.tag, false, false)
+		s.acks.settled(dv.tag)
+		if err != nil {
 			dv.state.Store(stateSettled)
 			return "", d.settleLost("dead-letter", m, err)
 		}
@@ -389,7 +410,9 @@ func (d *Driver) DeadLetter(ctx context.Context, m *triggers.Message, reason str
 		dv.state.Store(stateHeld)
 		return "", d.wrap(fmt.Errorf("rabbitmq: dead-letter message %s from queue %q: publish to poison queue %q (the original stays held): %w", m.ID, d.queue, d.poisonQueue, err))
 	}
-	if err := s.ch.Ack(dv.tag, false); err != nil {
+	err = s.ch.Ack(dv.tag, false)
+	s.acks.settled(dv.tag)
+	if err != nil {
 		dv.state.Store(stateSettled)
 		return pub.MessageId, d.settleLost(fmt.Sprintf("dead-letter (poison copy %s made in queue %q, but the original will be delivered again)", pub.MessageId, d.poisonQueue), m, err)
 	}

@@ -24,14 +24,18 @@ func (d *Driver) Release(ctx context.Context, m *triggers.Message) error {
 	pub := d.copyOf(dv, true)
 	pub.Headers[HeaderAttempt] = m.DequeueCount
 	if perr := s.publish(ctx, d.queue, pub, nil); perr != nil {
-		if err := s.ch.Nack(dv.tag, false, true); err != nil {
+		err := s.ch.Nack(dv.tag, false, true)
+		s.acks.settled(dv.tag)
+		if err != nil {
 			dv.state.Store(stateSettled)
 			return d.settleLost("release", m, fmt.Errorf("publish copy: %v; nack: %w", perr, err))
 		}
 		dv.state.Store(stateSettled)
 		return d.wrap(fmt.Errorf("rabbitmq: release message %s in queue %q: publish copy: %w; requeued the delivery with basic.nack instead, so it counts as an attempt", m.ID, d.queue, perr))
 	}
-	if err := s.ch.Ack(dv.tag, false); err != nil {
+	err = s.ch.Ack(dv.tag, false)
+	s.acks.settled(dv.tag)
+	if err != nil {
 		dv.state.Store(stateSettled)
 		return d.settleLost("release (copy made, so the message will be delivered twice)", m, err)
 	}

@@ -31,6 +31,7 @@ type session struct {
 	netConn net.Conn // the TCP connection, for tests that cut it
 
 	ch         *amqp.Channel // consumer channel; deliveries are acked here
+	acks       *acker        // Complete's acks on ch, coalesced
 	deliveries <-chan amqp.Delivery
 	pub        *confirmer // publishes on conn
 
@@ -150,7 +151,7 @@ func (d *Driver) connect(ctx context.Context) (*session, error) {
 		}
 		return fail("consume from", err)
 	}
-	s.ch, s.deliveries = ch, deliveries
+	s.ch, s.deliveries, s.acks = ch, deliveries, newAcker(ch, d.opts.AckDelay)
 	go s.watch(connClosed, chClosed, cancelled)
 	return s, nil
 }
@@ -192,6 +193,7 @@ func closeErr(what string, e *amqp.Error, ok bool) error {
 // the consumer channel holds.
 func (s *session) die(err error) {
 	s.closeOnce.Do(func() {
+		s.acks.close(false) // after a shutdown's flush: a no-op
 		s.errMu.Lock()
 		s.err = err
 		s.errMu.Unlock()
@@ -204,14 +206,17 @@ func (s *session) die(err error) {
 	})
 }
 
-// shutdown closes the session and waits (a few seconds at most) for the
-// broker to confirm: the consumer channel, then the connection. err (if not
-// nil) is recorded as the reason.
+// shutdown sends the acks still pending, closes the session and waits (a
+// few seconds at most) for the broker to confirm: the consumer channel,
+// then the connection. err (if not nil) is recorded as the reason.
 func (s *session) shutdown(err error) {
 	if err == nil {
 		err = errors.New("connection closed")
 	}
 	s.stopOnce.Do(func() {
+		if !s.dead() {
+			s.acks.close(true)
+		}
 		close(s.stop)
 		s.die(err)
 		s.ch.Close()

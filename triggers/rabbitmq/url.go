@@ -9,6 +9,7 @@ import (
 	"path"
 	"slices"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -35,8 +36,11 @@ func parseServerURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-// OpenURL opens a driver for rabbit://<queue>[?poison=<queue>&deadletter=native].
-// It matches triggers.OpenURLFunc. The queue is the URL's host and path. The
+// OpenURL opens a driver for
+// rabbit://<queue>[?poison=<queue>&deadletter=native&ack_delay=<duration>].
+// It matches triggers.OpenURLFunc. The queue is the URL's host and path;
+// ack_delay is Options.AckDelay as a Go duration ("5ms"; "0" sends every
+// Complete's ack at once, without coalescing). The
 // server URL is the value of app setting o.Connection when set, else of
 // RABBIT_SERVER_URL, both read through o.Lookup (the environment when nil).
 // o.PoisonName overrides the poison query parameter.
@@ -76,13 +80,22 @@ func openURL(ctx context.Context, u *url.URL, o triggers.OpenOptions) (*Driver, 
 				return nil, fmt.Errorf("rabbitmq: URL %s: deadletter=%q, want deadletter=native (or no parameter, for a poison queue)", redact(u.Redacted()), v)
 			}
 			opts.NativeDeadLetter = true
+		case "ack_delay":
+			dl, err := time.ParseDuration(v)
+			if err != nil || dl < 0 {
+				return nil, fmt.Errorf("rabbitmq: URL %s: ack_delay=%q is not a duration of zero or more (5ms; 0: no coalescing)", redact(u.Redacted()), v)
+			}
+			opts.AckDelay = dl
+			if dl == 0 {
+				opts.AckDelay = -1
+			}
 		default:
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 {
 		slices.Sort(unknown)
-		return nil, fmt.Errorf("rabbitmq: URL %s: unknown query parameter(s) %s (known: poison, deadletter)", redact(u.Redacted()), strings.Join(unknown, ", "))
+		return nil, fmt.Errorf("rabbitmq: URL %s: unknown query parameter(s) %s (known: poison, deadletter, ack_delay)", redact(u.Redacted()), strings.Join(unknown, ", "))
 	}
 	if o.PoisonName != "" {
 		opts.PoisonQueue = o.PoisonName

@@ -66,10 +66,18 @@ func (j *jobhost) prepare(ctx context.Context) error {
 		target = s.Queue
 	case proto.JobhostRabbit:
 		settings["RABBIT_SERVER_URL"] = s.RabbitURL
-		trigger = functions.SubscriptionTrigger("rabbit://" + s.Queue)
+		u := "rabbit://" + s.Queue
+		if s.TriggerQuery != "" {
+			u += "?" + s.TriggerQuery
+		}
+		trigger = functions.SubscriptionTrigger(u)
 	case proto.JobhostNATS:
 		settings["NATS_SERVER_URL"] = s.NATSURL
-		trigger = functions.SubscriptionTrigger("nats://" + s.Subject + "?stream=" + s.Stream)
+		u := "nats://" + s.Subject + "?stream=" + s.Stream
+		if s.TriggerQuery != "" {
+			u += "&" + s.TriggerQuery
+		}
+		trigger = functions.SubscriptionTrigger(u)
 	case proto.JobhostRedis:
 		settings["REDIS_SERVER_URL"] = s.RedisURL
 		trigger = functions.SubscriptionTrigger("redis://" + s.Queue)

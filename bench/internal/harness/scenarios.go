@@ -207,6 +207,7 @@ func (b *bench) scenarioMemory() []*Scenario {
 	var rows map[string]*Row
 	s.Rows, rows = b.roundsN(runs, reps)
 	ratio(s, "jobhost memqueue:// / Watermill GoChannel (msg/s)", rows[proto.JobhostMemQueue], rows[proto.WatermillGoChan], 2)
+	ratio(s, "jobhost memqueue:// / bare decode loop (msg/s)", rows[proto.JobhostMemQueue], rows[proto.BareDecode], 0.6)
 	ratio(s, "jobhost mem:// (gocloud) / Watermill GoChannel (msg/s)", rows[proto.JobhostMem], rows[proto.WatermillGoChan], 0)
 	s.Notes = append(s.Notes, "CPU total (pre-fill included) is in the JSON; CPU s/1k covers only the measured window.")
 	return []*Scenario{s}
@@ -224,12 +225,17 @@ func (b *bench) scenarioRabbit() []*Scenario {
 	}
 	defer r.close()
 	var runs []runCase
-	for _, c := range []struct{ system, label string }{
-		{proto.JobhostRabbit, fmt.Sprintf("jobhost (rabbit://, batchSize %d, newBatchThreshold %d)", b.bt["rabbit"][0], b.bt["rabbit"][1])},
-		{proto.WatermillAMQP, "Watermill router, watermill-amqp durable queue config (16 handlers, prefetch 1 each)"},
-		{proto.GocloudRabbit, "plain gocloud rabbitpubsub loop (16 goroutines, default prefetch: unbounded)"},
+	for _, c := range []struct{ system, label, query string }{
+		{proto.JobhostRabbit, fmt.Sprintf("jobhost (rabbit://, batchSize %d, newBatchThreshold %d, coalesced acks)", b.bt["rabbit"][0], b.bt["rabbit"][1]), ""},
+		{proto.JobhostRabbit, "jobhost rabbit://?ack_delay=0, an ack per Complete (as before; for reference)", "ack_delay=0"},
+		{proto.WatermillAMQP, "Watermill router, watermill-amqp durable queue config (16 handlers, prefetch 1 each)", ""},
+		{proto.GocloudRabbit, "plain gocloud rabbitpubsub loop (16 goroutines, default prefetch: unbounded)", ""},
 	} {
-		runs = append(runs, runCase{c.system, func() *Row {
+		key := c.system
+		if c.query != "" {
+			key += "-" + c.query
+		}
+		runs = append(runs, runCase{key, func() *Row {
 			queue := "bench-c-" + sanitize(c.system) + "-" + randSuffix()
 			defer r.deleteQueues(queue)
 			if err := r.declare(queue); err != nil {
@@ -241,8 +247,9 @@ func (b *bench) scenarioRabbit() []*Scenario {
 			spec := proto.Spec{System: c.system, Concurrency: conc}
 			if c.system == proto.JobhostRabbit {
 				spec = b.jobhostSpec(c.system, "rabbit")
+				spec.TriggerQuery = c.query
 			}
-			spec.RabbitURL, spec.Queue, spec.CPUProfile = b.rabbitURL, queue, b.profile("c", c.system)
+			spec.RabbitURL, spec.Queue, spec.CPUProfile = b.rabbitURL, queue, b.profile("c", key)
 			row := b.burnDown(c.label, spec, n, pidMeter("RabbitMQ", "beam.smp"))
 			if d, err := r.depth(queue); err == nil {
 				row.Extra = map[string]any{"leftInQueue": d}
@@ -252,7 +259,8 @@ func (b *bench) scenarioRabbit() []*Scenario {
 	}
 	var rows map[string]*Row
 	s.Rows, rows = b.rounds(runs)
-	ratio(s, "jobhost / Watermill (msg/s)", rows[proto.JobhostRabbit], rows[proto.WatermillAMQP], 1)
+	ratio(s, "jobhost / Watermill (msg/s)", rows[proto.JobhostRabbit], rows[proto.WatermillAMQP], 1.25)
+	ratio(s, "jobhost, an ack per Complete / Watermill (msg/s)", rows[proto.JobhostRabbit+"-ack_delay=0"], rows[proto.WatermillAMQP], 0)
 	return []*Scenario{s}
 }
 
@@ -268,11 +276,16 @@ func (b *bench) scenarioNATS() []*Scenario {
 	}
 	defer nj.close()
 	var runs []runCase
-	for _, c := range []struct{ system, label string }{
-		{proto.JobhostNATS, fmt.Sprintf("jobhost (nats://, pull consumer pulling ahead, batchSize %d, newBatchThreshold %d)", b.bt["nats"][0], b.bt["nats"][1])},
-		{proto.WatermillNATS, "Watermill router, watermill-nats JetStream (16 queue subscribers, AckSync, MaxAckPending 16)"},
+	for _, c := range []struct{ system, label, query string }{
+		{proto.JobhostNATS, fmt.Sprintf("jobhost (nats://, pull consumer pulling ahead, batchSize %d, newBatchThreshold %d, acks not awaited)", b.bt["nats"][0], b.bt["nats"][1]), ""},
+		{proto.JobhostNATS, "jobhost nats://?ack=sync, each ack awaits its reply (as before; for reference)", "ack=sync"},
+		{proto.WatermillNATS, "Watermill router, watermill-nats JetStream (16 queue subscribers, AckSync, MaxAckPending 16)", ""},
 	} {
-		runs = append(runs, runCase{c.system, func() *Row {
+		key := c.system
+		if c.query != "" {
+			key += "-" + c.query
+		}
+		runs = append(runs, runCase{key, func() *Row {
 			id := randSuffix()
 			stream := "BENCH_D_" + id
 			subject := "bench.d." + id
@@ -286,8 +299,9 @@ func (b *bench) scenarioNATS() []*Scenario {
 			spec := proto.Spec{System: c.system, Concurrency: conc}
 			if c.system == proto.JobhostNATS {
 				spec = b.jobhostSpec(c.system, "nats")
+				spec.TriggerQuery = c.query
 			}
-			spec.NATSURL, spec.Stream, spec.Subject, spec.CPUProfile = b.natsURL, stream, subject, b.profile("d", c.system)
+			spec.NATSURL, spec.Stream, spec.Subject, spec.CPUProfile = b.natsURL, stream, subject, b.profile("d", key)
 			row := b.burnDown(c.label, spec, n, pidMeter("nats-server", "nats-server"))
 			if left, err := nj.streamMsgs(bg, stream); err == nil {
 				row.Extra = map[string]any{"leftInStream": left}
@@ -297,7 +311,8 @@ func (b *bench) scenarioNATS() []*Scenario {
 	}
 	var rows map[string]*Row
 	s.Rows, rows = b.rounds(runs)
-	ratio(s, "jobhost / Watermill (msg/s)", rows[proto.JobhostNATS], rows[proto.WatermillNATS], 1)
+	ratio(s, "jobhost / Watermill (msg/s)", rows[proto.JobhostNATS], rows[proto.WatermillNATS], 1.25)
+	ratio(s, "jobhost, acks awaited / Watermill (msg/s)", rows[proto.JobhostNATS+"-ack=sync"], rows[proto.WatermillNATS], 0)
 	return []*Scenario{s}
 }
 

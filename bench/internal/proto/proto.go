@@ -100,6 +100,10 @@ type Spec struct {
 	// default). Logs are encoded as usual and written to a discarding sink
 	// that keeps warnings and errors.
 	LogLevel string `json:"logLevel,omitempty"`
+	// TriggerQuery is added to jobhost's rabbit:// or nats:// trigger URL
+	// (ack_delay=0, ack=sync: the drivers' acks as they were before they
+	// stopped waiting for them).
+	TriggerQuery string `json:"triggerQuery,omitempty"`
 	// CPUProfile, when set, is a file the child writes a pprof CPU profile
 	// of the measured window to.
 	CPUProfile string `json:"cpuProfile,omitempty"`
