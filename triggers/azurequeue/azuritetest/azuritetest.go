@@ -1,5 +1,6 @@
-// Package azuritetest starts a real Azurite queue service (Start, Shared)
-// or table service (StartTable, SharedTable) for tests.
+// Package azuritetest starts a real Azurite queue service (Start, Shared),
+// table service (StartTable, SharedTable) or blob service (StartBlob,
+// SharedBlob) for tests.
 //
 // Azurite comes from the module's node_modules (npm ci installs it; make
 // test does that). Without it tests are skipped with a loud message, or fail
@@ -7,8 +8,8 @@
 // connection string (UseDevelopmentStorage=true works) uses that service
 // instead of starting one.
 //
-// A package that uses Shared or SharedTable must stop the shared servers
-// from TestMain:
+// A package that uses Shared, SharedTable or SharedBlob must stop the
+// shared servers from TestMain:
 //
 //	func TestMain(m *testing.M) { azuritetest.Main(m) }
 package azuritetest
@@ -118,8 +119,8 @@ func Shared(t testing.TB) *Server {
 }
 
 // Main runs the tests, stops the shared servers (if any) and exits with the
-// tests' status. Use it as TestMain in every package that calls Shared or
-// SharedTable.
+// tests' status. Use it as TestMain in every package that calls Shared,
+// SharedTable or SharedBlob.
 func Main(m *testing.M) {
 	code := m.Run()
 	if sharedServer != nil {
@@ -127,6 +128,9 @@ func Main(m *testing.M) {
 	}
 	if sharedTableServer != nil {
 		sharedTableServer.Stop()
+	}
+	if sharedBlobServer != nil {
+		sharedBlobServer.Stop()
 	}
 	os.Exit(code)
 }

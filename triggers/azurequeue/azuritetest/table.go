@@ -32,20 +32,27 @@ type service int
 const (
 	queueService service = iota // the zero value: what Start and Shared run
 	tableService
+	blobService
 )
 
 // binary is the service's executable in node_modules/.bin.
 func (k service) binary() string {
-	if k == tableService {
+	switch k {
+	case tableService:
 		return "azurite-table"
+	case blobService:
+		return "azurite-blob"
 	}
 	return "azurite-queue"
 }
 
 // endpointKey is the connection-string setting naming the service's URL.
 func (k service) endpointKey() string {
-	if k == tableService {
+	switch k {
+	case tableService:
 		return "TableEndpoint"
+	case blobService:
+		return "BlobEndpoint"
 	}
 	return "QueueEndpoint"
 }
@@ -53,40 +60,50 @@ func (k service) endpointKey() string {
 // listenArgs are the command-line arguments that bind the service to
 // 127.0.0.1:port.
 func (k service) listenArgs(port int) []string {
-	if k == tableService {
+	switch k {
+	case tableService:
 		return []string{"--tableHost", "127.0.0.1", "--tablePort", strconv.Itoa(port)}
+	case blobService:
+		// azblob sends a newer API version than the pinned Azurite knows;
+		// the operations tests use (containers, block blobs, leases) are
+		// old ones.
+		return []string{"--blobHost", "127.0.0.1", "--blobPort", strconv.Itoa(port), "--skipApiVersionCheck"}
 	}
 	return []string{"--queueHost", "127.0.0.1", "--queuePort", strconv.Itoa(port)}
 }
 
-// stopsOnInterrupt reports whether the service saves its data and exits on
-// SIGINT only (azurite-table ignores SIGTERM).
-func (k service) stopsOnInterrupt() bool { return k == tableService }
+// stopsOnInterrupt reports whether the service is stopped gracefully with
+// SIGINT (azurite-table ignores SIGTERM; azurite-blob handles both).
+func (k service) stopsOnInterrupt() bool { return k == tableService || k == blobService }
 
 // external turns the JOBHOST_AZURITE_CONNECTION value into the service's
-// connection string. For the table service it needs UseDevelopmentStorage,
-// a TableEndpoint, or an account without explicit endpoints (whose table
-// endpoint the SDK derives); a string naming only other endpoints counts as
-// the table service being unavailable.
+// connection string. For the table (blob) service it needs
+// UseDevelopmentStorage, a TableEndpoint (BlobEndpoint), or an account
+// without explicit endpoints (whose endpoint the SDK derives); a string
+// naming only other endpoints counts as the service being unavailable.
 func (k service) external(cs string) (string, error) {
-	if k != tableService {
+	if k == queueService {
 		return azurequeue.ExpandDevelopmentStorage(cs), nil
 	}
 	if azurequeue.ExpandDevelopmentStorage(cs) != cs {
+		if k == blobService {
+			return DevelopmentBlobConnectionString, nil
+		}
 		return DevelopmentTableConnectionString, nil
 	}
-	hasTable, hasOther := false, false
+	own := strings.ToLower(k.endpointKey())
+	hasOwn, hasOther := false, false
 	for _, part := range strings.Split(cs, ";") {
 		key, _, _ := strings.Cut(part, "=")
 		switch key = strings.ToLower(strings.TrimSpace(key)); key {
-		case "tableendpoint":
-			hasTable = true
-		case "queueendpoint", "blobendpoint", "fileendpoint":
+		case own:
+			hasOwn = true
+		case "queueendpoint", "tableendpoint", "blobendpoint", "fileendpoint":
 			hasOther = true
 		}
 	}
-	if !hasTable && hasOther {
-		return "", fmt.Errorf("%w: %s names no TableEndpoint", errUnavailable, EnvConnection)
+	if !hasOwn && hasOther {
+		return "", fmt.Errorf("%w: %s names no %s", errUnavailable, EnvConnection, k.endpointKey())
 	}
 	return cs, nil
 }
