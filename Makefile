@@ -31,13 +31,14 @@ run: $(AZURITE) build
 run-longoperation: $(AZURITE) build
 	@bash examples/longoperation/run.sh
 
-# Debian's Chromium (the dashboard's browser tests) and Prometheus (a real
-# scrape of a running host): installed with apt-get when missing and this
+# Debian's Chromium (the dashboard's browser tests), Prometheus (a real
+# scrape of a running host) and zip (the WebJob package): installed with apt-get when missing and this
 # runs as root; otherwise those tests skip (CI's flags make that a failure).
 .PHONY: test-tools
 test-tools:
 	@missing=""; command -v chromium >/dev/null || missing="$$missing chromium"; \
 	command -v prometheus >/dev/null || missing="$$missing prometheus"; \
+	command -v zip >/dev/null || missing="$$missing zip"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing$$missing (apt-get)"; \
@@ -58,6 +59,7 @@ test: $(AZURITE) test-tools
 	$(GO) test -count=1 -timeout 12m -race $(RACE_PKGS)
 	$(GO) test -count=1 -timeout 12m $$($(GO) list ./... | grep -v -e '/runtime' -e '/triggers' -e '/client' -e '/operations' -e '/dashboard' -e '/status' -e '/tracing')
 	cd e2e && $(GO) test -count=1 -timeout 5m ./...
+	cd deploy/k8scheck && $(GO) vet ./... && $(GO) test -count=1 -timeout 10m ./...
 
 clean:
 	rm -rf bin
@@ -94,3 +96,23 @@ bench: $(AZURITE)
 
 bench-quick: $(AZURITE)
 	cd bench && $(GO) run ./cmd/bench -quick
+
+# App Service continuous WebJob zip (docs/deploy.md, "App Service WebJob"):
+# WEBJOB_MAIN is a worker whose main calls cli.Main (cmd/jobhost has no
+# functions), WEBJOB_HOST_JSON the host.json shipped with it ("" for none).
+WEBJOB_MAIN ?= ./examples/sitemodify/worker
+WEBJOB_HOST_JSON ?= examples/sitemodify/host.json
+WEBJOB_ZIP ?= bin/webjob.zip
+.PHONY: webjob
+webjob:
+	GO=$(GO) deploy/webjob/build.sh $(WEBJOB_MAIN) $(WEBJOB_ZIP) $(WEBJOB_HOST_JSON)
+
+# The container image (Dockerfile; docs/deploy.md, "Container"). DOCKER=podman
+# works too (with the base images reachable).
+DOCKER ?= docker
+IMAGE ?= jobhost
+IMAGE_MAIN ?= ./cmd/jobhost
+IMAGE_HOST_JSON ?=
+.PHONY: image
+image:
+	$(DOCKER) build -t $(IMAGE) --build-arg MAIN=$(IMAGE_MAIN) --build-arg HOST_JSON=$(IMAGE_HOST_JSON) .

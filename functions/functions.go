@@ -82,6 +82,9 @@ type Settings struct {
 	Callback           *Callback
 	// Outputs are the declared outputs (not overridable from host.json).
 	Outputs []OutputBinding
+	// Batch sizes the batches of a batch function (RegisterBatch).
+	MaxBatchSize, MinBatchSize *int
+	MaxBatchWait               *time.Duration
 }
 
 // Callback says where to POST a function's completion notice: a fixed URL
@@ -154,15 +157,27 @@ type Definition struct {
 	// ArgType names the argument type, for listings.
 	ArgType string
 
-	invoke   func(ctx context.Context, payload []byte, msg *triggers.Message) error
-	validate func(payload []byte) error
+	invoke      func(ctx context.Context, payload []byte, msg *triggers.Message) error
+	invokeBatch func(ctx context.Context, payloads [][]byte, msgs []*triggers.Message) error
+	validate    func(payload []byte) error
 }
 
 // Invoke binds payload (the decoded message body) to the function's
 // argument and calls it with msg, as the host does (without its retries,
 // outputs or timeout): a function's tests can call it directly. A payload
 // that cannot be bound gives a *bindings.Error without calling the handler.
+//
+// A batch function is called with a batch of one; its one error is
+// returned.
 func (d *Definition) Invoke(ctx context.Context, payload []byte, msg *triggers.Message) error {
+	if d.invoke == nil && d.invokeBatch != nil {
+		err := d.invokeBatch(ctx, [][]byte{payload}, []*triggers.Message{msg})
+		var be *BatchError
+		if errors.As(err, &be) && len(be.Errs) == 1 {
+			return be.Errs[0]
+		}
+		return err
+	}
 	return d.invoke(ctx, payload, msg)
 }
 
@@ -230,27 +245,33 @@ func Add[T any](r *Registry, name string, trigger Trigger, h Handler[T], opts ..
 			return h(ctx, v, msg)
 		}
 	}
+	r.add(def, h == nil)
+	return ref
+}
+
+// add keeps def, or the problem with it.
+func (r *Registry) add(def *Definition, nilHandler bool) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	name := def.Name
 	switch {
 	case strings.TrimSpace(name) == "":
 		r.problems = append(r.problems, errors.New("a function was registered with an empty name"))
-		return ref
-	case h == nil:
+		return
+	case nilHandler:
 		r.problems = append(r.problems, fmt.Errorf("function %s: handler is nil", name))
-		return ref
-	case strings.TrimSpace(trigger.Queue) == "":
+		return
+	case strings.TrimSpace(def.Trigger.Queue) == "":
 		r.problems = append(r.problems, fmt.Errorf("function %s: queue trigger has an empty queue name", name))
-		return ref
+		return
 	}
 	for _, d := range r.defs {
 		if strings.EqualFold(d.Name, name) {
 			r.problems = append(r.problems, fmt.Errorf("function %s: registered more than once (function names are case-insensitive)", name))
-			return ref
+			return
 		}
 	}
 	r.defs = append(r.defs, def)
-	return ref
 }
 
 // Functions returns the registered functions sorted by name.

@@ -325,6 +325,22 @@ func (d *decoder) queueKeys(lowerPrefix, canonPrefix string, m map[string]any, o
 			} else {
 				o.Poison = &p
 			}
+		case "maxbatchsize", "minbatchsize":
+			if create != nil {
+				d.warn(key, canon(k), "set batch sizes per function, ignored")
+			} else if n, ok := d.integer(key, canon(map[string]string{"maxbatchsize": "maxBatchSize", "minbatchsize": "minBatchSize"}[k]), v, 1, functions.MaxMaxBatchSize); ok {
+				if k == "maxbatchsize" {
+					o.MaxBatchSize = &n
+				} else {
+					o.MinBatchSize = &n
+				}
+			}
+		case "maxbatchwait":
+			if create != nil {
+				d.warn(key, canon(k), "set maxBatchWait per function, ignored")
+			} else if t, ok := d.duration(key, canon("maxBatchWait"), v, 0, maxVisibility); ok {
+				o.MaxBatchWait = &t
+			}
 		case "disabled":
 			if create != nil {
 				d.warn(key, canon(k), "unknown key, ignored")

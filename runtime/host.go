@@ -262,7 +262,11 @@ func (h *Host) Run(ctx context.Context) error {
 		h.log.Info("listening", zap.String("function", l.fc.Name()), zap.String("queue", l.fc.Queue),
 			zap.Int("batchSize", l.fc.Queues.BatchSize), zap.Int("newBatchThreshold", l.fc.Queues.NewBatchThreshold),
 			zap.Int("maxDequeueCount", l.fc.Queues.MaxDequeueCount))
-		polling.Go(func() { l.poll(ctx) })
+		if l.fc.Batch != nil {
+			polling.Go(func() { l.pollBatches(ctx) })
+		} else {
+			polling.Go(func() { l.poll(ctx) })
+		}
 	}
 	h.started.Store(true)
 	v := Version()

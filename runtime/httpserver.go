@@ -101,7 +101,9 @@ func (h *Host) startHTTP() (*httpServer, error) {
 			log.Error("HTTP listener stopped", zap.Error(err))
 		}
 	}()
-	fields := []zap.Field{zap.String("address", ln.Addr().String()), zap.String("metrics", "http://"+ln.Addr().String()+MetricsPath)}
+	a := ln.Addr().String()
+	h.httpAddr.Store(&a) // before the log line, which tests wait for
+	fields := []zap.Field{zap.String("address", a), zap.String("metrics", "http://"+a+MetricsPath)}
 	if c != nil {
 		fields = append(fields, zap.String("operations", "http://"+ln.Addr().String()+OperationsPath))
 	}
@@ -113,8 +115,6 @@ func (h *Host) startHTTP() (*httpServer, error) {
 	} else {
 		log.Info("HTTP listener started", fields...)
 	}
-	a := ln.Addr().String()
-	h.httpAddr.Store(&a)
 	return s, nil
 }
 

@@ -72,6 +72,9 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 	var call Handler
 	if len(mws) > 0 {
 		call = chain(func(ctx context.Context, inv *Invocation) error {
+			if inv.Messages != nil {
+				return inv.Function.Definition.InvokeBatch(ctx, inv.Payloads, inv.Messages)
+			}
 			return inv.Function.Definition.Invoke(ctx, inv.Payload, inv.Message)
 		}, mws)
 	}

@@ -21,6 +21,10 @@ type Invocation struct {
 	// Payload is the decoded message body the function's argument is bound
 	// from; middleware must not change it.
 	Payload []byte
+	// Messages and Payloads are a batch function's messages and decoded
+	// bodies (Message and Payload are then nil).
+	Messages []*triggers.Message
+	Payloads [][]byte
 	// Start is when the host took the message up.
 	Start time.Time
 }

@@ -41,10 +41,33 @@ type FunctionConfig struct {
 	FunctionTimeout time.Duration
 	// Disabled functions are listed but not run.
 	Disabled bool
+	// Batch sizes the batches of a batch function; nil for a function that
+	// takes one message at a time.
+	Batch *BatchConfig
+}
+
+// BatchConfig is how a batch function's batches are filled.
+type BatchConfig struct {
+	// Max is the most messages a batch holds; Min the fewest the host
+	// waits up to MaxWait for (1: a batch goes as soon as a receive comes
+	// back short).
+	Max, Min int
+	MaxWait  time.Duration
 }
 
 // Name returns the function's name.
 func (f *FunctionConfig) Name() string { return f.Definition.Name }
+
+// held is how many messages the function's listener may hold unsettled at
+// once: a poll's batch above the threshold, or for a batch function a
+// batch being filled above it.
+func (f *FunctionConfig) held() int {
+	n := f.Queues.BatchSize
+	if f.Batch != nil {
+		n = max(n, f.Batch.Max)
+	}
+	return n + f.Queues.NewBatchThreshold
+}
 
 // ResolveFunctions applies settings to every function in reg: host.json
 // defaults, then the options given at registration, then host.json
@@ -180,10 +203,43 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 		bad("messageEncoding", fmt.Sprintf(`must be "base64" or "none", got %q`, q.MessageEncoding))
 	}
 	fc.Queues = q
+	if file := cfg.Functions[strings.ToLower(def.Name)].Settings; def.IsBatch() {
+		fc.Batch = resolveBatch(def.Settings, file, q.LeaseDuration, bad)
+	} else if file.MaxBatchSize != nil || file.MinBatchSize != nil || file.MaxBatchWait != nil {
+		bad("maxBatchSize", "the function takes one message at a time: batch sizes apply to functions registered with functions.RegisterBatch")
+	}
 	if len(probs) > 0 {
 		return nil, probs
 	}
 	return fc, nil
+}
+
+// resolveBatch applies the batch options given in code, then host.json's,
+// and checks them.
+func resolveBatch(code, file functions.Settings, lease time.Duration, bad func(what, msg string)) *BatchConfig {
+	b := &BatchConfig{Max: functions.DefaultMaxBatchSize, Min: 1}
+	for _, s := range []functions.Settings{code, file} {
+		if s.MaxBatchSize != nil {
+			b.Max = *s.MaxBatchSize
+		}
+		if s.MinBatchSize != nil {
+			b.Min = *s.MinBatchSize
+		}
+		if s.MaxBatchWait != nil {
+			b.MaxWait = *s.MaxBatchWait
+		}
+	}
+	switch {
+	case b.Max < 1 || b.Max > functions.MaxMaxBatchSize:
+		bad("maxBatchSize", fmt.Sprintf("must be from 1 to %d, got %d", functions.MaxMaxBatchSize, b.Max))
+	case b.Min < 1 || b.Min > b.Max:
+		bad("minBatchSize", fmt.Sprintf("must be from 1 to maxBatchSize (%d), got %d", b.Max, b.Min))
+	case b.MaxWait < 0 || b.MaxWait >= lease/2:
+		bad("maxBatchWait", fmt.Sprintf("must be from 0 to below half the lease (leaseDuration %s), got %s", lease, b.MaxWait))
+	case b.Min > 1 && b.MaxWait == 0:
+		bad("maxBatchWait", fmt.Sprintf("must be set when minBatchSize is %d: how long to wait for it", b.Min))
+	}
+	return b
 }
 
 // queueSettings maps extensions.serviceBus onto the host's settings: at most

@@ -41,7 +41,7 @@ func openURL(ctx context.Context, fc *FunctionConfig, settings *AppSettings) (tr
 	return s.Subscription(ctx, u, triggers.OpenOptions{
 		Lookup:          settings.Lookup,
 		Connection:      fc.Connection,
-		Prefetch:        fc.Queues.BatchSize + fc.Queues.NewBatchThreshold,
+		Prefetch:        fc.held(),
 		PoisonName:      fc.Poison,
 		CreateIfMissing: fc.Queues.CreateQueues,
 	})

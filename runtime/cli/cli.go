@@ -13,11 +13,9 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"os/signal"
 	"regexp"
 	"slices"
 	"strings"
-	"syscall"
 	"text/tabwriter"
 	"time"
 
@@ -38,12 +36,11 @@ const (
 // Main runs the command line over functions.Default and exits. Call it from
 // your worker's main.
 func Main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	go func() {
-		<-ctx.Done()
-		stop() // a second signal ends the process at once
-	}()
-	os.Exit(Run(ctx, Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()}))
+	// SIGINT or SIGTERM drains; a second one exits at once (signals.go).
+	ctx, release := signalContext(context.Background(), os.Stderr, os.Exit)
+	code := Run(ctx, Env{Args: os.Args[1:], Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Environ: os.Environ()})
+	release()
+	os.Exit(code)
 }
 
 // Env is what one command line run sees.
@@ -75,6 +72,9 @@ commands:
   poison      poison messages:  poison list|requeue|purge --queue Q  (see poison --help)
   operations  background operation records:  operations list|show ID|cancel ID|purge|migrate
               (see operations --help)
+  kubernetes  Deployment, Secret and KEDA ScaledObject:  kubernetes manifests --image I
+              (see kubernetes --help)
+  version     the build's version, commit and Go version [--output json]
 
 common flags (after the command):
   --host-json F   host.json to read (default host.json; missing means defaults)
@@ -92,6 +92,8 @@ var commands = commandTable{help: usage, subs: []subcommand{
 	{"queues", (*command).queues},
 	{"poison", func(c *command, ctx context.Context) int { return poisonCommands.dispatch(ctx, c.Env, c.Args[1:]) }},
 	{"operations", func(c *command, ctx context.Context) int { return operationsCommands.dispatch(ctx, c.Env, c.Args[1:]) }},
+	{"kubernetes", func(c *command, ctx context.Context) int { return kubernetesCommands.dispatch(ctx, c.Env, c.Args[1:]) }},
+	{"version", func(c *command, _ context.Context) int { return c.version() }},
 }}
 
 // Run runs one command and returns its exit status.
@@ -342,6 +344,11 @@ func (c *command) run(ctx context.Context) int {
 		}
 	}()
 	cfg.Tracing.Apply()
+	// In an App Service WebJob the runner asks for a stop with a file
+	// (webjob.go).
+	shutdownFile, _ := settings.Lookup(EnvShutdownFile)
+	ctx, stopWatching := watchShutdownFile(ctx, shutdownFile, shutdownFilePoll, logs.Category(runtime.CategoryHost))
+	defer stopWatching()
 	if err := h.Run(ctx); err != nil {
 		var ce *runtime.ConfigError
 		if errors.As(err, &ce) { // found only once the triggers were opened
@@ -393,6 +400,15 @@ type functionInfo struct {
 	// before poison, from the policy's maxRetryCount or maxDequeueCount.
 	Retry    *retryInfo `json:"retry"`
 	Attempts int        `json:"attempts"`
+	// Batch is a batch function's batch sizes (absent for others).
+	Batch *batchInfo `json:"batch,omitempty"`
+}
+
+// batchInfo is a batch function's batch sizes in `functions --output json`.
+type batchInfo struct {
+	MaxBatchSize int    `json:"maxBatchSize"`
+	MinBatchSize int    `json:"minBatchSize"`
+	MaxBatchWait string `json:"maxBatchWait"`
 }
 
 // retryInfo is a retry policy as host.json spells it.
@@ -452,6 +468,9 @@ func (c *command) functions() int {
 			MessageEncoding: string(q.MessageEncoding), FunctionTimeout: timeout,
 			PoisonQueue: poisonName(fc), Disabled: fc.Disabled, Retry: retry, Attempts: attempts,
 		})
+		if b := fc.Batch; b != nil {
+			rows[len(rows)-1].Batch = &batchInfo{MaxBatchSize: b.Max, MinBatchSize: b.Min, MaxBatchWait: runtime.FormatTimeSpan(b.MaxWait)}
+		}
 	}
 	if c.output == "json" {
 		if rows == nil {

@@ -306,7 +306,13 @@ func TestExtendLease(t *testing.T) {
 			if err := d1.Complete(ctx, m); err != nil {
 				t.Fatalf("Complete after %v: %v", time.Since(start), err)
 			}
+			// Complete does not wait for the server (acks are not awaited):
+			// the ack is seen within a moment.
 			ci, err := f.ConsumerInfo(ctx, d1.Consumer())
+			for deadline := time.Now().Add(5 * time.Second); err == nil && ci.NumAckPending != 0 && time.Now().Before(deadline); {
+				time.Sleep(20 * time.Millisecond) // polling the server: not synchronisation
+				ci, err = f.ConsumerInfo(ctx, d1.Consumer())
+			}
 			if err != nil {
 				t.Fatal(err)
 			}

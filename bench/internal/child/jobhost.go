@@ -114,10 +114,19 @@ func (j *jobhost) prepare(ctx context.Context) error {
 	default:
 		return fmt.Errorf("jobhost: unknown system %q", s.System)
 	}
-	functions.Add(reg, "Bench", trigger, func(ctx context.Context, o workload.Order, m *triggers.Message) error {
-		rec.Record(&o)
-		return nil
-	})
+	if s.Batch > 0 {
+		functions.AddBatch(reg, "Bench", trigger, func(ctx context.Context, in []workload.Order, _ []*triggers.Message) error {
+			for i := range in {
+				rec.Record(&in[i])
+			}
+			return nil
+		}, functions.MaxBatchSize(s.Batch))
+	} else {
+		functions.Add(reg, "Bench", trigger, func(ctx context.Context, o workload.Order, m *triggers.Message) error {
+			rec.Record(&o)
+			return nil
+		})
+	}
 
 	cfg := runtime.DefaultConfig()
 	for _, q := range []*runtime.QueueSettings{&cfg.Queues, &cfg.PubSub} {

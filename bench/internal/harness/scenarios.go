@@ -126,20 +126,29 @@ func (b *bench) scenarioAzurite() []*Scenario {
 	n := b.n.azure
 	s := &Scenario{ID: "a", Title: fmt.Sprintf("Azurite burn-down: %d pre-enqueued base64 JSON messages, concurrency 16, fresh in-memory Azurite per system", n)}
 	var cases []runCase
-	for _, sys := range []struct{ system, label string }{
-		{proto.JobhostAzure, "jobhost (azurequeue driver, batchSize 16, newBatchThreshold 0)"},
-		{proto.PlainAzqueue, "plain azqueue loop, batch 16 (ceiling)"},
+	for _, sys := range []struct {
+		system, label string
+		batch         int
+	}{
+		{proto.JobhostAzure, "jobhost (azurequeue driver, batchSize 16, newBatchThreshold 0)", 0},
+		{proto.JobhostAzure, "jobhost batch function, maxBatchSize 32 (same driver and settings)", 32},
+		{proto.PlainAzqueue, "plain azqueue loop, batch 16 (ceiling)", 0},
 	} {
-		cases = append(cases, runCase{sys.system, func() *Row { return b.azureBurnDown(sys.label, sys.system, n) }})
+		key := sys.system
+		if sys.batch > 0 {
+			key += "-batch"
+		}
+		cases = append(cases, runCase{key, func() *Row { return b.azureBurnDown(sys.label, sys.system, n, sys.batch) }})
 	}
 	var rows map[string]*Row
 	s.Rows, rows = b.rounds(cases)
 	ratio(s, "jobhost / plain azqueue loop (msg/s)", rows[proto.JobhostAzure], rows[proto.PlainAzqueue], 0.95)
+	ratio(s, "jobhost batch of 32 / jobhost single dispatch (msg/s)", rows[proto.JobhostAzure+"-batch"], rows[proto.JobhostAzure], 0)
 	s.Notes = append(s.Notes, "Azurite slows as a queue deepens (its dequeue scans the queue): the burn-down rate is a property of Azurite, compare only within one run.")
 	return []*Scenario{s}
 }
 
-func (b *bench) azureBurnDown(label, system string, n int64) *Row {
+func (b *bench) azureBurnDown(label, system string, n int64, batch int) *Row {
 	az, err := startAzurite(b.root)
 	if err != nil {
 		return errRow(label, system, err)
@@ -154,6 +163,7 @@ func (b *bench) azureBurnDown(label, system string, n int64) *Row {
 		return errRow(label, system, fmt.Errorf("prefill: %w", err))
 	}
 	spec := b.jobhostSpec(system, "azure")
+	spec.Batch = batch
 	if system == proto.PlainAzqueue {
 		spec = proto.Spec{System: system, Concurrency: conc, BatchSize: 16, EmptySleep: 100 * time.Millisecond}
 	}
@@ -228,6 +238,7 @@ func (b *bench) scenarioRabbit() []*Scenario {
 	for _, c := range []struct{ system, label, query string }{
 		{proto.JobhostRabbit, fmt.Sprintf("jobhost (rabbit://, batchSize %d, newBatchThreshold %d, coalesced acks)", b.bt["rabbit"][0], b.bt["rabbit"][1]), ""},
 		{proto.JobhostRabbit, "jobhost rabbit://?ack_delay=0, an ack per Complete (as before; for reference)", "ack_delay=0"},
+		{proto.JobhostRabbit, "jobhost batch function, maxBatchSize 32 (same driver and settings)", "batch"},
 		{proto.WatermillAMQP, "Watermill router, watermill-amqp durable queue config (16 handlers, prefetch 1 each)", ""},
 		{proto.GocloudRabbit, "plain gocloud rabbitpubsub loop (16 goroutines, default prefetch: unbounded)", ""},
 	} {
@@ -247,7 +258,9 @@ func (b *bench) scenarioRabbit() []*Scenario {
 			spec := proto.Spec{System: c.system, Concurrency: conc}
 			if c.system == proto.JobhostRabbit {
 				spec = b.jobhostSpec(c.system, "rabbit")
-				spec.TriggerQuery = c.query
+				if spec.TriggerQuery = c.query; c.query == "batch" {
+					spec.TriggerQuery, spec.Batch = "", 32
+				}
 			}
 			spec.RabbitURL, spec.Queue, spec.CPUProfile = b.rabbitURL, queue, b.profile("c", key)
 			row := b.burnDown(c.label, spec, n, pidMeter("RabbitMQ", "beam.smp"))
@@ -261,6 +274,7 @@ func (b *bench) scenarioRabbit() []*Scenario {
 	s.Rows, rows = b.rounds(runs)
 	ratio(s, "jobhost / Watermill (msg/s)", rows[proto.JobhostRabbit], rows[proto.WatermillAMQP], 1.25)
 	ratio(s, "jobhost, an ack per Complete / Watermill (msg/s)", rows[proto.JobhostRabbit+"-ack_delay=0"], rows[proto.WatermillAMQP], 0)
+	ratio(s, "jobhost batch of 32 / jobhost single dispatch (msg/s)", rows[proto.JobhostRabbit+"-batch"], rows[proto.JobhostRabbit], 0)
 	return []*Scenario{s}
 }
 
