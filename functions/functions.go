@@ -50,7 +50,9 @@ type Trigger struct {
 	// AzureWebJobs<Connection> or <Connection> (default "Storage"); for URL
 	// triggers the app setting holding the server URL or connection string
 	// (default: the driver's usual variable, such as RABBIT_SERVER_URL).
-	Connection string
+	Connection string // Timer makes it a timer trigger (TimerTrigger): Queue then holds the
+	// schedule.
+	Timer *TimerOptions
 }
 
 // QueueTrigger binds a function to an Azure Storage Queue. The name may use

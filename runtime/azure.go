@@ -41,7 +41,7 @@ func (a *azureOpener) check(funcs []*FunctionConfig) []Problem {
 	var probs []Problem
 	seen := map[string]bool{}
 	for _, fc := range funcs {
-		if fc.URL != nil || seen[fc.Connection] || fc.Disabled {
+		if !fc.StorageQueue() || seen[fc.Connection] || fc.Disabled {
 			continue
 		}
 		seen[fc.Connection] = true

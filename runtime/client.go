@@ -71,7 +71,7 @@ func clientOptions(cfg *Config, settings *AppSettings, funcs []*FunctionConfig) 
 func storageEncodingRule(cfg *Config, funcs []*FunctionConfig) func(connection, queue string) bindings.Encoding {
 	return func(connection, queue string) bindings.Encoding {
 		for _, fc := range funcs {
-			if fc.URL == nil && fc.Queue == queue && fc.Connection == connection {
+			if fc.StorageQueue() && fc.Queue == queue && fc.Connection == connection {
 				return fc.Queues.MessageEncoding
 			}
 		}

@@ -94,6 +94,13 @@ type Config struct {
 	// Dashboard configures the dashboard on the HTTP listener
 	// (jobhost.dashboard).
 	Dashboard DashboardSettings
+	// Timers configures the timer functions' store (jobhost.timers).
+	Timers TimerSettings
+	// HostID is jobhost.hostId: what hosts of one app share, so that one
+	// of them fires each timer occurrence (default: the setting
+	// AzureFunctionsWebHost__hostid, else WEBSITE_SITE_NAME, else the
+	// executable's name).
+	HostID string
 	// Functions holds per-function overrides from jobhost.functions, keyed by
 	// lower-cased function name.
 	Functions map[string]FunctionOverrides

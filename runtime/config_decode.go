@@ -239,6 +239,14 @@ func (d *decoder) jobhost(cfg *Config, val any) {
 			d.dashboardSection(cfg, v)
 		case "tracing":
 			d.tracingSection(cfg, v)
+		case "timers":
+			d.timersSection(cfg, v)
+		case "hostid":
+			if id, ok := v.(string); ok && validHostID(id) {
+				cfg.HostID = id
+			} else {
+				d.problem(key, "jobhost.hostId", fmt.Sprintf("must be 1 to 32 lower-case letters, digits and dashes, got %s", show(v)))
+			}
 		case "functions":
 			fns, ok := d.section(key, "jobhost.functions", v)
 			if !ok {

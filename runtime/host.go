@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jobhost/jobhost/timer"
+
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
@@ -162,7 +164,7 @@ func New(o Options) (*Host, error) {
 // function of this host that reads it decodes them, else as host.json says.
 func (h *Host) storageEncoding(connection, queue string) bindings.Encoding {
 	for _, fc := range h.funcs {
-		if fc.URL == nil && fc.Queue == queue && fc.Connection == connection {
+		if fc.StorageQueue() && fc.Queue == queue && fc.Connection == connection {
 			return fc.Queues.MessageEncoding
 		}
 	}
@@ -206,6 +208,7 @@ func (h *Host) Run(ctx context.Context) error {
 	defer cancelHard()
 
 	var listeners []*listener
+	var timers timer.Store   // opened for the first timer function
 	cleanupBy := time.Time{} // set by the shutdown: when cleanup must be done
 	defer func() { h.cleanup(listeners, cleanupBy) }()
 	h.wakers = map[string][]chan struct{}{}
@@ -214,9 +217,17 @@ func (h *Host) Run(ctx context.Context) error {
 			h.log.Info("function disabled", zap.String("function", fc.Name()))
 			continue
 		}
-		drv, err := h.open(ctx, fc)
-		if err != nil {
-			return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
+		var drv triggers.Driver = timerDriver{}
+		if fc.Timer == nil {
+			var err error
+			if drv, err = h.open(ctx, fc); err != nil {
+				return fmt.Errorf("function %s: opening queue %s: %w", fc.Name(), fc.Queue, err)
+			}
+		} else if timers == nil {
+			var err error
+			if timers, err = h.openTimerStore(ctx); err != nil {
+				return err
+			}
 		}
 		if fc.URL != nil && fc.URL.Scheme != "azuresb" && drv.PoisonDestination() == "" {
 			// A message that failed for good would have nowhere to go, and
@@ -229,7 +240,14 @@ func (h *Host) Run(ctx context.Context) error {
 		l := newListener(fc, drv, h.logs, hard, h.mws)
 		l.outputs, l.callbacks, l.records, l.ring = h.outputs, h.callbacks, h.records, h.ring
 		h.metrics.attach(l)
-		if fc.URL == nil {
+		if fc.Timer != nil {
+			var err error
+			if l.timer, err = h.newTimerRunner(l, timers); err != nil {
+				drv.Close()
+				return &ConfigError{Problems: []Problem{{"function " + fc.Name() + ": schedule", err.Error()}}}
+			}
+		}
+		if fc.StorageQueue() {
 			key := fc.Connection + "|" + fc.Queue
 			h.wakers[key] = append(h.wakers[key], l.wakeup)
 			l.wakePoison = func() { h.wake(fc.Connection, fc.Poison) }
@@ -262,9 +280,12 @@ func (h *Host) Run(ctx context.Context) error {
 		h.log.Info("listening", zap.String("function", l.fc.Name()), zap.String("queue", l.fc.Queue),
 			zap.Int("batchSize", l.fc.Queues.BatchSize), zap.Int("newBatchThreshold", l.fc.Queues.NewBatchThreshold),
 			zap.Int("maxDequeueCount", l.fc.Queues.MaxDequeueCount))
-		if l.fc.Batch != nil {
+		switch {
+		case l.timer != nil:
+			polling.Go(func() { l.runTimer(ctx, l.timer) })
+		case l.fc.Batch != nil:
 			polling.Go(func() { l.pollBatches(ctx) })
-		} else {
+		default:
 			polling.Go(func() { l.poll(ctx) })
 		}
 	}

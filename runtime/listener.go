@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/jobhost/jobhost/timer"
+
 	"github.com/google/uuid"
 	"go.uber.org/zap"
 
@@ -65,6 +67,7 @@ type listener struct {
 	stats   listenerStats   // counters for the observers
 	metrics listenerMetrics // histogram children; zero without metrics
 	ring    *status.Ring    // the host's recent invocations; nil: none kept
+	timer   *timer.Runner   // a timer function's runner; nil for queue functions
 }
 
 func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard context.Context, mws []Middleware) *listener {

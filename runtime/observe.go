@@ -15,6 +15,9 @@ const depthInterval = 15 * time.Second
 
 // brokerName names fc's driver for metrics and the dashboard.
 func brokerName(fc *FunctionConfig) string {
+	if fc.Timer != nil {
+		return "timer"
+	}
 	if fc.URL == nil {
 		return "azurequeue"
 	}
@@ -117,6 +120,9 @@ func (hs hostStatus) OpenPoison(ctx context.Context, function string) (triggers.
 	if fc == nil {
 		return nil, fmt.Errorf("no function %q", function)
 	}
+	if fc.Timer != nil {
+		return nil, fmt.Errorf("function %s is a timer: it has no poison messages", function)
+	}
 	if fc.URL != nil {
 		return OpenPoison(ctx, fc.URL, fc.Connection, fc.Poison, h.settings)
 	}
@@ -138,6 +144,9 @@ func (h *Host) function(name string) *FunctionConfig {
 
 // poisonAdminAvailable reports whether fc's driver has poison tools.
 func (h *Host) poisonAdminAvailable(fc *FunctionConfig) bool {
+	if fc.Timer != nil {
+		return false
+	}
 	if fc.URL == nil {
 		return true
 	}

@@ -30,7 +30,7 @@ func operationsStoreKind(cfg *Config, funcs []*FunctionConfig) string {
 		return cfg.Operations.Store
 	}
 	for _, fc := range funcs {
-		if fc.URL == nil && !fc.Disabled {
+		if fc.StorageQueue() && !fc.Disabled {
 			return "table"
 		}
 	}
@@ -45,7 +45,7 @@ func operationsConnection(cfg *Config, funcs []*FunctionConfig, kind string) str
 		return c
 	}
 	for _, fc := range funcs {
-		if fc.URL == nil && !fc.Disabled {
+		if fc.StorageQueue() && !fc.Disabled {
 			return fc.Connection
 		}
 	}

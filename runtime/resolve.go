@@ -2,10 +2,12 @@ package runtime
 
 import (
 	"fmt"
-	"github.com/jobhost/jobhost/internal/redact"
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/jobhost/jobhost/internal/redact"
+	"github.com/jobhost/jobhost/timer"
 
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/functions"
@@ -43,8 +45,22 @@ type FunctionConfig struct {
 	Disabled bool
 	// Batch sizes the batches of a batch function; nil for a function that
 	// takes one message at a time.
-	Batch *BatchConfig
+	Batch *BatchConfig // Timer is a timer function's schedule; nil for queue functions.
+	Timer *TimerConfig
 }
+
+// TimerConfig is a timer function's resolved trigger.
+type TimerConfig struct {
+	// Schedule is the parsed schedule, in its time zone.
+	Schedule *timer.Schedule
+	// RunOnStartup and Monitor are the trigger's options.
+	RunOnStartup bool
+	Monitor      timer.Monitor
+}
+
+// StorageQueue reports whether the function reads an Azure Storage Queue
+// (neither a URL trigger nor a timer).
+func (f *FunctionConfig) StorageQueue() bool { return f.URL == nil && f.Timer == nil }
 
 // BatchConfig is how a batch function's batches are filled.
 type BatchConfig struct {
@@ -114,6 +130,9 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 	switch {
 	case err != nil:
 		bad("queue", err.Error())
+	case def.IsTimer():
+		fc.Timer = resolveTimer(def, source, settings, bad)
+		fc.Queue = source
 	case strings.Contains(source, "://"):
 		u, err := url.Parse(source)
 		if err != nil {
@@ -171,8 +190,11 @@ func resolveOne(cfg *Config, def *functions.Definition, settings *AppSettings) (
 			fc.Poison = *o.Poison
 		}
 	}
-	if fc.URL == nil && fc.Queue != "" {
+	if fc.StorageQueue() && fc.Queue != "" {
 		checkPoisonQueue(fc, bad)
+	}
+	if fc.Timer != nil && q.Retry == nil {
+		q.MaxDequeueCount = 1 // without a retry policy a failed occurrence is not retried
 	}
 	if q.NewBatchThreshold < 0 {
 		q.NewBatchThreshold = defaultThreshold(q.BatchSize)
@@ -281,4 +303,27 @@ func checkPoisonQueue(fc *FunctionConfig, bad func(what, msg string)) {
 	case fc.Poison == fc.Queue:
 		bad("poison", fmt.Sprintf("the poison queue must be another queue than %q", fc.Queue))
 	}
+}
+
+// resolveTimer parses a timer function's schedule in the time zone of
+// WEBSITE_TIME_ZONE.
+func resolveTimer(def *functions.Definition, schedule string, settings *AppSettings, bad func(what, msg string)) *TimerConfig {
+	loc, err := timer.LocationFromSettings(settings.Lookup)
+	if err != nil {
+		bad("schedule", err.Error())
+		return nil
+	}
+	sched, err := timer.Parse(schedule, loc)
+	if err != nil {
+		bad("schedule", err.Error())
+		return nil
+	}
+	tc := &TimerConfig{Schedule: sched, RunOnStartup: def.Trigger.Timer.RunOnStartup}
+	if m := def.Trigger.Timer.UseMonitor; m != nil {
+		tc.Monitor = timer.MonitorOff
+		if *m {
+			tc.Monitor = timer.MonitorOn
+		}
+	}
+	return tc
 }

@@ -37,9 +37,10 @@ const (
 	stateFailing
 	stateStopping
 	stateStopped
+	stateStandby
 )
 
-var stateNames = [...]status.State{status.Starting, status.Listening, status.Failing, status.Stopping, status.Stopped}
+var stateNames = [...]status.State{status.Starting, status.Listening, status.Failing, status.Stopping, status.Stopped, status.Standby}
 
 func (s *listenerStats) setState(c stateCode) { s.state.Store(int32(c)) }
 

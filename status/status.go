@@ -22,6 +22,9 @@ const (
 	Listening State = "listening"
 	// Failing: its last poll failed; it retries with backoff.
 	Failing State = "failing"
+	// Standby: a timer whose lease another host holds; it takes over
+	// when that host stops renewing it.
+	Standby State = "standby"
 	// Stopping: the host is shutting down; in-flight work is finishing.
 	Stopping State = "stopping"
 	// Stopped: the listener ended.

@@ -9,6 +9,7 @@ package main
 import (
 	_ "github.com/jobhost/jobhost/operations/pgstore"
 	"github.com/jobhost/jobhost/runtime/cli"
+	_ "github.com/jobhost/jobhost/timer/timerpg" // timers on PostgreSQL
 	_ "github.com/jobhost/jobhost/triggers/all"
 )
 

@@ -36,6 +36,7 @@ const (
 	DevelopmentKey           = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
 	DevelopmentQueueEndpoint = "http://127.0.0.1:10001/" + DevelopmentAccount
 	DevelopmentTableEndpoint = "http://127.0.0.1:10002/" + DevelopmentAccount
+	DevelopmentBlobEndpoint  = "http://127.0.0.1:10000/" + DevelopmentAccount
 )
 
 // Service is a storage service, as it appears in host names
@@ -47,6 +48,7 @@ type Service string
 const (
 	Queue Service = "queue"
 	Table Service = "table"
+	Blob  Service = "blob"
 )
 
 // endpointKey is the service's connection string key, such as
@@ -60,8 +62,11 @@ func (s Service) endpointKey() string {
 
 // developmentEndpoint is Azurite's endpoint for the service.
 func (s Service) developmentEndpoint() string {
-	if s == Table {
+	switch s {
+	case Table:
 		return DevelopmentTableEndpoint
+	case Blob:
+		return DevelopmentBlobEndpoint
 	}
 	return DevelopmentQueueEndpoint
 }

@@ -501,6 +501,8 @@ func (c *command) functions() int {
 // without opening the driver.
 func poisonName(fc *runtime.FunctionConfig) string {
 	switch {
+	case fc.Timer != nil:
+		return "none (a timer)"
 	case fc.Poison != "":
 		return fc.Poison
 	case fc.URL == nil:

@@ -389,6 +389,10 @@ func (m *manifests) build(fcs []*runtime.FunctionConfig) []any {
 			m.notes = append(m.notes, fmt.Sprintf("function %s is disabled: no trigger", fc.Name()))
 			continue
 		}
+		if fc.Timer != nil {
+			m.notes = append(m.notes, fmt.Sprintf("function %s is a timer: no scaler; it fires on one replica whatever the count, so keep --replicas-min at 1 or more for it to run", fc.Name()))
+			continue
+		}
 		if t := m.trigger(fc); t != nil {
 			triggers = append(triggers, t)
 		}

@@ -680,6 +680,18 @@ func (c *command) opsMigrate(ctx context.Context) int {
 	default:
 		res.Message = fmt.Sprintf("%s: migrated to the current schema", s)
 	}
+	// The timers' tables live in the same database when their store is
+	// PostgreSQL.
+	if cfg, settings, ok := c.load(); ok {
+		settings = settings.WithDefaults(c.Registry.SettingDefaults())
+		kind, migrated, err := runtime.MigrateTimers(ctx, cfg, c.Registry, settings)
+		if err != nil {
+			return c.opsFailed(err)
+		}
+		if migrated {
+			res.Message += fmt.Sprintf("; the timers' %s tables are current", kind)
+		}
+	}
 	if c.output == "json" {
 		c.printJSON(res)
 	} else {

@@ -87,7 +87,7 @@ func (c *command) openQueue(q *queueFlags) (*peekTarget, bool) {
 	t := &peekTarget{enc: cfg.Queues.MessageEncoding}
 	if funcs, _, err := runtime.ResolveFunctions(cfg, c.Registry, settings); err == nil {
 		for _, fc := range funcs {
-			if fc.URL == nil && fc.Queue == name {
+			if fc.StorageQueue() && fc.Queue == name {
 				t.enc = fc.Queues.MessageEncoding
 			}
 		}

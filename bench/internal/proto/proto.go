@@ -56,7 +56,7 @@ type Spec struct {
 	BatchSize int `json:"batchSize"`
 	// Batch > 0 registers jobhost's function as a batch function with
 	// that maxBatchSize.
-	Batch int `json:"batch,omitempty"`
+	Batch     int `json:"batch,omitempty"`
 	Threshold int `json:"threshold"`
 	// MaxPolling is jobhost's maxPollingInterval (0: default, 1 min).
 	MaxPolling time.Duration `json:"maxPolling"`
