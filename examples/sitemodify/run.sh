@@ -153,6 +153,10 @@ else
   echo "== The web front (the add-in's web app: its own process and client): http://127.0.0.1:8080"
 fi
 echo
+echo "== The worker's dashboard (functions, invocations, the poison message with its Requeue button, operations):"
+echo "   http://127.0.0.1:7071/    metrics: http://127.0.0.1:7071/metrics    health: $(curl -s -o /dev/null -w '/readyz %{http_code}' http://127.0.0.1:7071/readyz), /livez"
+curl -s http://127.0.0.1:7071/metrics | grep -E '^jobhost_invocations_total\{' | sed 's/^/   /'
+echo
 echo "run: the worker's log follows, shortened (all of it: bin/sitemodify-worker.log). Ctrl-C to stop."
 tail -n 0 -f "$log" | summarize &
 pids+=("$(jobs -p %+)")

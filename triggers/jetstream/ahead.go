@@ -3,7 +3,6 @@ package jetstream
 import (
 	"context"
 	"errors"
-	"fmt"
 	"strconv"
 	"strings"
 	"sync"
@@ -18,11 +17,14 @@ import (
 // more messages were waiting), the driver keeps pull requests open for
 // what it may still hold: Prefetch less the messages it holds (handed out
 // or waiting) and those its open requests may still deliver. A message
-// counts as freed once its settlement is sent: the request for its room
-// goes out just before the settlement, so that the two round trips
-// overlap (a settlement that fails leaves the driver one over until that
-// message's lease ends). Requests go out as settlements free a quarter of
-// Prefetch, and from Receive when nothing waits; several may be open, and
+// counts as freed once its settlement is sent. Requests go out as
+// settlements free a quarter of Prefetch, and from Receive when nothing
+// waits. The ack (Complete, not awaited) that frees that much carries the
+// request itself (+NXT, ackRefill), so the server acks and pulls in one
+// pass; an awaited ack or a Retry sends its request just before the
+// settlement, so that the two round trips overlap (a settlement that
+// fails leaves the driver one over until that message's lease ends).
+// Several requests may be open, and
 // as the server spreads deliveries over them, they are counted together.
 // Messages that arrive before the next Receive wait in the driver. The
 // server's MaxAckPending is consumer-wide (all workers); Prefetch, per
@@ -66,6 +68,7 @@ type ahead struct {
 	msgs     []*triggers.Message
 	changed  chan struct{} // closed (and replaced) when msgs, reqs, pulls, drains or room change
 	closed   bool
+	reqBuf   []byte // the last request's body, reused (nats.go copies it)
 }
 
 // signal wakes a Receive waiting on the request. a.mu is held.
@@ -186,7 +189,7 @@ func (d *Driver) budget() int {
 
 // refill pulls ahead if it can (refillLocked) and wakes a Receive waiting
 // for room. It is called when the driver may hold more: after Receive
-// handed messages out and as a settlement is sent.
+// handed messages out and as a Retry or an awaited ack is sent.
 func (d *Driver) refill() {
 	a := &d.ah
 	a.mu.Lock()
@@ -194,28 +197,56 @@ func (d *Driver) refill() {
 	if a.waiting > 0 {
 		a.signal()
 	}
-	d.refillLocked(d.opts.Prefetch / refillParts)
+	_, _ = d.refillLocked(d.opts.Prefetch/refillParts, "")
+}
+
+// ackRefill acknowledges a message whose ack is not awaited. When that
+// ack frees a quarter of Prefetch or more and the consumer has a backlog,
+// the request for the room goes in the ack itself: "+NXT {batch,
+// expires}" to the message's ack subject, which the server handles as an
+// ack followed by a pull request answered to the reply subject (one of the
+// requests sent ahead). Otherwise it sends a plain +ACK. It wakes a
+// Receive waiting for room. An error means nothing was sent.
+//
+// A request for every freed message (+NXT of one per ack) was measured
+// slower in bench scenario d (about 27,000 against 29,000 msg/s): the
+// server then answers one message per request instead of a quarter of
+// Prefetch in one go.
+func (d *Driver) ackRefill(ackSubj string) error {
+	a := &d.ah
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.waiting > 0 {
+		a.signal()
+	}
+	if sent, err := d.refillLocked(d.opts.Prefetch/refillParts, ackSubj); sent || err != nil {
+		return err
+	}
+	return d.nc.Publish(ackSubj, ackAck)
 }
 
 // refillLocked sends a request ahead for the driver's budget when that is
-// at least least and the consumer has a backlog. a.mu is held.
-func (d *Driver) refillLocked(least int) {
+// at least least and the consumer has a backlog: to the consumer's
+// request subject, or, when ackSubj is set, as a +NXT to that ack subject
+// (an ack carrying the request). sent reports that it went out; err is
+// the publish's error (nothing was sent). a.mu is held.
+func (d *Driver) refillLocked(least int, ackSubj string) (sent bool, err error) {
 	a := &d.ah
 	if a.closed || !d.backlog.Load() || d.isClosed() || !d.nc.IsConnected() {
-		return
+		return false, nil
 	}
 	if a.open() {
 		a.expire(time.Now())
 	}
 	batch := d.budget()
 	if batch <= 0 || batch < least {
-		return // Receive asks for what little room there is
+		return false, nil // Receive asks for what little room there is
 	}
 	if a.sub == nil {
 		prefix := d.nc.NewInbox()
 		sub, err := d.nc.Subscribe(prefix+".*", d.onAhead)
 		if err != nil {
-			return // Receive pulls as usual
+			return false, nil // Receive pulls as usual
 		}
 		sub.SetPendingLimits(-1, -1) // bounded by the requests' batches
 		a.sub, a.prefix = sub, prefix
@@ -227,11 +258,22 @@ func (d *Driver) refillLocked(least int) {
 		a.changed = make(chan struct{})
 	}
 	a.gen++
+	reply := a.prefix + "." + strconv.FormatUint(a.gen, 10)
 	// Without no_wait the server keeps the request until it has sent batch
 	// messages or it expires.
-	req := fmt.Sprintf(`{"batch":%d,"expires":%d}`, batch, wait.Nanoseconds())
-	if err := d.nc.PublishRequest(d.nextSubj, a.prefix+"."+strconv.FormatUint(a.gen, 10), []byte(req)); err != nil {
-		return
+	req := a.reqBuf[:0]
+	subj := d.nextSubj
+	if ackSubj != "" {
+		req, subj = append(req, "+NXT "...), ackSubj
+	}
+	req = append(req, `{"batch":`...)
+	req = strconv.AppendInt(req, int64(batch), 10)
+	req = append(req, `,"expires":`...)
+	req = strconv.AppendInt(req, wait.Nanoseconds(), 10)
+	req = append(req, '}')
+	a.reqBuf = req
+	if err := d.nc.PublishRequest(subj, reply, req); err != nil {
+		return false, err
 	}
 	if a.reqs == nil {
 		a.reqs = map[uint64]time.Time{}
@@ -239,6 +281,7 @@ func (d *Driver) refillLocked(least int) {
 	a.reqs[a.gen] = now.Add(wait + pullGrace)
 	a.left += batch
 	a.signal()
+	return true, nil
 }
 
 // onAhead handles what the server sends to requests sent ahead; it runs on

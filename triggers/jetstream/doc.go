@@ -38,13 +38,16 @@
 //     said more were waiting), the driver keeps pull requests (each
 //     waiting up to 500 ms) open for its remaining room: from Receive when
 //     nothing waits, and as settlements free a quarter of Prefetch. A
-//     message counts as freed once its settlement is sent: the request for
-//     its room goes out just before, so the two round trips overlap (a
-//     settlement that fails leaves the driver one over until that
-//     message's lease ends). The next Receive returns what arrived without
-//     a round trip. Such a message waits in the driver with InProgress sent
-//     every AckWait/2 (so it is not redelivered and its NumDelivered does
-//     not grow), and its lease starts when Receive hands it out. Close
+//     message counts as freed once its settlement is sent. The unconfirmed
+//     ack that frees a quarter carries the request itself ("+NXT
+//     {batch, expires}" on the ack subject: the server acks, then serves
+//     the pull request); an awaited ack or a Nak sends the request just
+//     before it, so the two round trips overlap (a settlement that fails
+//     leaves the driver one over until that message's lease ends). The
+//     next Receive returns what arrived without a round trip. Such a
+//     message waits in the driver with InProgress sent every AckWait/2 (so
+//     it is not redelivered and its NumDelivered does not grow), and its
+//     lease starts when Receive hands it out. Close
 //     waits for the requests to end, then Naks what is still waiting, so
 //     another worker gets it at once (with NumDelivered one more). A
 //     backlog therefore flows without a gap between batches.
@@ -76,8 +79,8 @@
 //     contacting the server, as do repeated settlements. A settlement the
 //     server has no consumer for (no responders) also maps to ErrLeaseLost.
 //   - Complete acks without waiting for the server's reply (unconfirmed
-//     acks): the +ACK is handed to the connection, whose flusher writes it
-//     at once, in one write with whatever else is buffered (other acks,
+//     acks): the +ACK (or +NXT, above) is handed to the connection,
+//     whose flusher writes it at once, in one write with whatever else is buffered (other acks,
 //     pull requests), and Close flushes what is still buffered and waits
 //     for the server's PONG, so an ack sent before Close is not lost with
 //     the connection. The reply carried nothing more: nats-server answers an

@@ -124,7 +124,7 @@ func (d *Driver) reserve(ctx context.Context, want int, by time.Time) (n int, ag
 		case a.open() || a.drains > 0 || len(a.msgs) > 0:
 			return 0, true, nil
 		}
-		if d.refillLocked(1); a.open() {
+		if _, _ = d.refillLocked(1, ""); a.open() {
 			return 0, true, nil // a backlog: through the request sent ahead
 		}
 		if room := d.budget(); room > 0 {

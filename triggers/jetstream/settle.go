@@ -15,7 +15,8 @@ import (
 )
 
 // Complete acknowledges the message. By default it does not wait for the
-// server's reply: the ack is handed to the connection, whose flusher writes
+// server's reply: the ack (carrying the pull request for the room it frees,
+// see the package doc) is handed to the connection, whose flusher writes
 // it at once (with whatever else is buffered: acks of other messages, pull
 // requests), and Close flushes what is still buffered. An ack lost on the
 // way (the connection drops first) means the server redelivers the message
@@ -30,7 +31,7 @@ func (d *Driver) Complete(ctx context.Context, m *triggers.Message) error {
 	if d.opts.AckSync {
 		err = d.settleReply(ctx, dl, ackAck)
 	} else {
-		err = d.settleAsync(dl, ackAck)
+		err = d.settleAsync(dl)
 	}
 	if err != nil {
 		return d.msgErr("complete", m, err)
@@ -200,15 +201,15 @@ func (d *Driver) settleReply(ctx context.Context, dl *delivery, body []byte) err
 	return d.reply(ctx, dl, body)
 }
 
-// settleAsync sends a settlement without waiting for the server's answer,
-// its refill first as in settleReply. The publish fails at once when the
-// connection is down (nothing is buffered while reconnecting), so an error
-// leaves the message held, as a failed settleReply does. dl.mu is held.
-func (d *Driver) settleAsync(dl *delivery, body []byte) error {
+// settleAsync sends an ack without waiting for the server's answer,
+// carrying the request for its room (ackRefill). The publish fails at
+// once when the connection is down (nothing is buffered while
+// reconnecting), so an error leaves the message held, as a failed
+// settleReply does. dl.mu is held.
+func (d *Driver) settleAsync(dl *delivery) error {
 	d.settling.Add(1)
 	defer d.settling.Add(-1)
-	d.refill()
-	return d.nc.Publish(dl.msg.Reply, body)
+	return d.ackRefill(dl.msg.Reply)
 }
 
 // flushAcks writes what the connection still buffers (acks sent by

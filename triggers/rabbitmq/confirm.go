@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -64,9 +65,20 @@ func (c *confirmer) publish(ctx context.Context, queue string, msg amqp.Publishi
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	nacks := 0
 	for try := 0; ; try++ {
 		err := c.publishOnce(ctx, queue, msg)
-		if !errors.Is(err, errNoRoute) || ensure == nil || try > 0 {
+		if errors.Is(err, errNack) && nacks < maxNackRetries {
+			// A quorum queue declared a moment ago (by a consumer, say)
+			// nacks until its leader is elected: the message was not
+			// taken, so sending it again can only duplicate, never lose.
+			nacks++
+			if !sleepCtx(ctx, time.Duration(nacks)*50*time.Millisecond) {
+				return err
+			}
+			continue
+		}
+		if !errors.Is(err, errNoRoute) || ensure == nil || try > nacks {
 			return err
 		}
 		delete(c.declared, queue)
@@ -107,7 +119,7 @@ func (c *confirmer) publishOnce(ctx context.Context, queue string, msg amqp.Publ
 			c.reset()
 			return c.closedOr(errors.New("publishing channel closed before the broker confirmed"))
 		}
-		return errors.New("the broker refused the message (publisher nack)")
+		return errNack
 	}
 	// A basic.return comes before the confirm of the same publish.
 	select {
@@ -212,4 +224,22 @@ func (c *confirmer) ensureQueue(ctx context.Context, name string, args amqp.Tabl
 	}
 	c.declared[name] = true
 	return nil
+}
+
+// errNack is a publish the broker refused.
+var errNack = errors.New("the broker refused the message (publisher nack)")
+
+// maxNackRetries is how often a nacked publish is sent again.
+const maxNackRetries = 3
+
+// sleepCtx waits d, or less when ctx ends (then it reports false).
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
 }
