@@ -68,7 +68,7 @@ clean:
 # Azurite and RabbitMQ outages (including a real broker restart during delayed
 # retries), a poison flood, a function outliving its
 # lease, SIGTERM with functions in flight; then every fuzz target. make test
-# runs the same chaos suite with bounded counts (well under 90 s).
+# runs the same chaos suite with bounded counts (about 3 minutes).
 .PHONY: chaos fuzz
 chaos: $(AZURITE)
 	JOBHOST_CHAOS=full JOBHOST_CHAOS_RABBIT_RESTART=1 $(GO) test -count=1 -v -timeout 20m ./chaos/

@@ -37,6 +37,7 @@ const (
 	envRecord      = "CHAOS_RECORD"      // append-only file the function records events to
 	envWork        = "CHAOS_WORK"        // how long one invocation works (Go duration)
 	envIncarnation = "CHAOS_INCARNATION" // which worker process this is, for the record
+	envTimer       = "CHAOS_TIMER"       // a schedule: the worker runs a timer function instead
 	functionName   = "Chaos"
 )
 
@@ -93,6 +94,16 @@ func workerMain() {
 			fmt.Fprintln(os.Stderr, "chaos worker: record:", err)
 			os.Exit(3)
 		}
+	}
+	if sched := os.Getenv(envTimer); sched != "" {
+		// The timer worker: one timer function recording each occurrence
+		// it runs, as "tick <unix second> <occurrence> 1 <incarnation>".
+		functions.RegisterTimer(functionName, functions.TimerTrigger(sched), func(ctx context.Context, info functions.TimerInfo) error {
+			record("tick", job{N: int(info.Next.Unix())}, &triggers.Message{ID: info.Next.UTC().Format(time.RFC3339), DequeueCount: 1})
+			return nil
+		})
+		cli.Main()
+		return
 	}
 	functions.Register(functionName, functions.QueueTrigger("%ChaosQueue%"),
 		func(ctx context.Context, j job, msg *triggers.Message) error {
@@ -260,6 +271,15 @@ func hostJSON(queues map[string]any, shutdown string) map[string]any {
 // startChild starts a worker process and waits until its host has started.
 func startChild(t *testing.T, name string, w worker) *child {
 	t.Helper()
+	c := launchChild(t, name, w)
+	c.await(t, "host started", 1, 30*time.Second, msgIs("host started"))
+	return c
+}
+
+// launchChild starts a worker process without waiting for its host to
+// start, so that several can start at once (await "host started" on each).
+func launchChild(t *testing.T, name string, w worker) *child {
+	t.Helper()
 	dir := t.TempDir()
 	hj, err := json.MarshalIndent(w.hostJSON, "", "  ")
 	if err != nil {
@@ -298,7 +318,6 @@ func startChild(t *testing.T, name string, w worker) *child {
 			<-c.exited
 		}
 	})
-	c.await(t, "host started", 1, 30*time.Second, msgIs("host started"))
 	return c
 }
 

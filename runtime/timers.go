@@ -16,7 +16,6 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/internal/invocation"
 	"github.com/jobhost/jobhost/timer"
-	_ "github.com/jobhost/jobhost/timer/timerblob" // the "blob" timer store, Functions' layout on the Storage account
 	"github.com/jobhost/jobhost/triggers"
 )
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/status"
+	_ "github.com/jobhost/jobhost/timer/timerblob" // the blob store, as a worker imports it
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 )
 

@@ -49,7 +49,11 @@ func OpenStore(ctx context.Context, kind, connection string, lookup func(string)
 	storesMu.Unlock()
 	if !ok {
 		sort.Strings(kinds)
-		return nil, fmt.Errorf("timer store %q is not linked into this binary (have %s; for postgres import _ \"github.com/jobhost/jobhost/timer/timerpg\")", kind, strings.Join(kinds, ", "))
+		pkg := map[string]string{"blob": "timerblob", "postgres": "timerpg"}[kind]
+		if pkg == "" {
+			return nil, fmt.Errorf("timer store %q does not exist (have %s)", kind, strings.Join(kinds, ", "))
+		}
+		return nil, fmt.Errorf("timer store %q is not linked into this binary: add import _ \"github.com/jobhost/jobhost/timer/%s\" to its main package (cmd/jobhost has it)", kind, pkg)
 	}
 	return open(ctx, connection, lookup, hostID)
 }

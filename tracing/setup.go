@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
-	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
 	"go.opentelemetry.io/otel/propagation"
 	sdkresource "go.opentelemetry.io/otel/sdk/resource"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
@@ -134,7 +133,25 @@ func Setup(ctx context.Context, lookup func(string) (string, bool)) (shutdown fu
 	}, nil
 }
 
-// otlpExporter builds the OTLP/HTTP exporter from the variables.
+// OTLPConfig is the OTLP/HTTP exporter's configuration, from the OTEL_*
+// variables.
+type OTLPConfig struct {
+	// Endpoint is the traces endpoint URL (…/v1/traces).
+	Endpoint string
+	// Headers are sent with every export.
+	Headers map[string]string
+	// Timeout bounds one export (0: the exporter's default).
+	Timeout time.Duration
+	// Gzip compresses the exports.
+	Gzip bool
+}
+
+// NewOTLPExporter builds the OTLP exporter; tracing/otlp sets it in its
+// init, so that a binary that never exports OTLP does not link the
+// exporter (and gRPC's packages it brings). Nil: not linked.
+var NewOTLPExporter func(ctx context.Context, c OTLPConfig) (sdktrace.SpanExporter, error)
+
+// otlpExporter checks the OTLP variables and builds the exporter.
 func otlpExporter(ctx context.Context, get func(string) string) (sdktrace.SpanExporter, error) {
 	either := func(specific, general string) string {
 		if v := get(specific); v != "" {
@@ -158,30 +175,32 @@ func otlpExporter(ctx context.Context, get func(string) string) (sdktrace.SpanEx
 	if u, err := url.Parse(endpoint); err != nil || u.Host == "" || u.Scheme != "http" && u.Scheme != "https" {
 		return nil, fmt.Errorf("tracing: the OTLP traces endpoint %q is not an http(s) URL", endpoint)
 	}
-	opts := []otlptracehttp.Option{otlptracehttp.WithEndpointURL(endpoint)}
+	c := OTLPConfig{Endpoint: endpoint}
 	if h := either(EnvTracesHeaders, EnvHeaders); h != "" {
 		headers, err := keyValues(h)
 		if err != nil {
 			return nil, fmt.Errorf("tracing: OTLP headers: %w", err)
 		}
-		opts = append(opts, otlptracehttp.WithHeaders(headers))
+		c.Headers = headers
 	}
 	if t := either(EnvTracesTimeout, EnvTimeout); t != "" {
 		ms, err := strconv.Atoi(t)
 		if err != nil || ms <= 0 {
 			return nil, fmt.Errorf("tracing: OTLP timeout %q is not a positive number of milliseconds", t)
 		}
-		opts = append(opts, otlptracehttp.WithTimeout(time.Duration(ms)*time.Millisecond))
+		c.Timeout = time.Duration(ms) * time.Millisecond
 	}
-	switch c := strings.ToLower(either(EnvTracesCompression, EnvCompression)); c {
+	switch comp := strings.ToLower(either(EnvTracesCompression, EnvCompression)); comp {
 	case "", "none":
-		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.NoCompression))
 	case "gzip":
-		opts = append(opts, otlptracehttp.WithCompression(otlptracehttp.GzipCompression))
+		c.Gzip = true
 	default:
-		return nil, fmt.Errorf("tracing: OTLP compression %q is not supported (gzip or none)", c)
+		return nil, fmt.Errorf("tracing: OTLP compression %q is not supported (gzip or none)", comp)
 	}
-	return otlptracehttp.New(ctx, opts...)
+	if NewOTLPExporter == nil {
+		return nil, errors.New(`tracing: the OTEL_* variables ask for the OTLP exporter, which this binary does not link: add import _ "github.com/jobhost/jobhost/tracing/otlp" to its main package (cmd/jobhost has it)`)
+	}
+	return NewOTLPExporter(ctx, c)
 }
 
 // samplerFrom is the SDK's OTEL_TRACES_SAMPLER rule, read through get.

@@ -9,7 +9,9 @@ package main
 import (
 	_ "github.com/jobhost/jobhost/operations/pgstore"
 	"github.com/jobhost/jobhost/runtime/cli"
-	_ "github.com/jobhost/jobhost/timer/timerpg" // timers on PostgreSQL
+	_ "github.com/jobhost/jobhost/timer/timerblob" // timers on Azure Storage
+	_ "github.com/jobhost/jobhost/timer/timerpg"   // timers on PostgreSQL
+	_ "github.com/jobhost/jobhost/tracing/otlp"    // OTLP trace export
 	_ "github.com/jobhost/jobhost/triggers/all"
 )
 

@@ -42,7 +42,7 @@ type counts struct {
 	hosts                    []int
 	scaleRabbit, scaleAzure  int64
 	scaleNATS                int64
-	natsHosts                []int // NATS scale-out (f3): cheap enough for 4 in quick too
+	natsHosts                []int // NATS scale-out (f3)
 	opsMem, opsAzure         int64 // g: operations (and plain sends) per run
 	redis, postgres          int64 // h, i: burn-down messages per run
 	dbRate                   int   // h, i: open-loop messages per second
@@ -63,9 +63,9 @@ var defaultBT = map[string][2]int{"azure": {16, 0}, "mem": {16, 15}, "memqueue":
 	"redis": {8, 8}, "postgres": {8, 8}}
 
 var (
-	full = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4}, opsMem: 50_000, opsAzure: 1000,
+	full = counts{azure: 2000, mem: 200_000, rabbit: 50_000, nats: 50_000, rate: 50, openLoop: 30 * time.Second, idle: 20 * time.Second, hosts: []int{1, 2, 4, 8}, scaleRabbit: 20_000, scaleAzure: 2000, scaleNATS: 50_000, natsHosts: []int{1, 2, 4, 8}, opsMem: 50_000, opsAzure: 1000,
 		redis: 50_000, postgres: 20_000, dbRate: 100, dbOpenLoop: 20 * time.Second, dbIdle: 20 * time.Second}
-	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4}, opsMem: 20_000, opsAzure: 300,
+	quick = counts{azure: 500, mem: 50_000, rabbit: 10_000, nats: 10_000, rate: 50, openLoop: 10 * time.Second, idle: 5 * time.Second, hosts: []int{1, 2, 4, 8}, scaleRabbit: 5000, scaleAzure: 500, scaleNATS: 10_000, natsHosts: []int{1, 2, 4, 8}, opsMem: 20_000, opsAzure: 300,
 		redis: 5000, postgres: 3000, dbRate: 100, dbOpenLoop: 2 * time.Second, dbIdle: 2 * time.Second}
 )
 
@@ -81,7 +81,7 @@ func Main(args []string) int {
 	redisURL := fs.String("redis", envOr("BENCH_REDIS_URL", "redis://127.0.0.1:6379/12"), "Redis server URL; its database (the path) must hold nothing but the bench's keys (scenario h)")
 	pgURL := fs.String("postgres", envOr("BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test?sslmode=disable"), "PostgreSQL DSN (scenario i)")
 	prof := fs.String("profile", "", "write a pprof CPU profile of every child's measured window into this directory")
-	reps := fs.Int("reps", 0, "runs per system in the throughput scenarios a-d, h1 and i1; the median is reported (default 3, quick 1)")
+	reps := fs.Int("reps", 0, "runs per system in the throughput scenarios a-d, h1 and i1, and per host count in f; the median is reported (default 3, quick 1)")
 	jh := fs.String("jobhost", "", "override jobhost's batchSize/newBatchThreshold per broker, e.g. rabbit=8/8,nats=16/0")
 	if err := fs.Parse(args); err != nil {
 		return 2
