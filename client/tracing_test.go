@@ -14,21 +14,8 @@ import (
 	"github.com/jobhost/jobhost/bindings"
 	"github.com/jobhost/jobhost/client"
 	"github.com/jobhost/jobhost/tracing"
+	"github.com/jobhost/jobhost/tracing/tracingtest"
 )
-
-// traced turns jobhost's tracing on for the test, spans recorded in
-// memory, and returns the exporter and a tracer for the test's own spans.
-func traced(t *testing.T) (*tracetest.InMemoryExporter, trace.Tracer) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	restore := tracing.Use(tp)
-	t.Cleanup(func() {
-		restore()
-		tp.Shutdown(context.Background())
-	})
-	return exp, tp.Tracer("test")
-}
 
 func attr(s tracetest.SpanStub, key string) attribute.Value {
 	for _, kv := range s.Attributes {
@@ -58,7 +45,7 @@ func TestTracingOffSendCarriesNothing(t *testing.T) {
 // A send is a PRODUCER span, child of ctx's span, whose context the
 // message carries; the caller's properties are not changed.
 func TestTracingSendInjects(t *testing.T) {
-	exp, tr := traced(t)
+	exp, tr := tracingtest.Record(t)
 	name := memName(t)
 	c := newClient(t, client.Options{})
 	ctx, parent := tr.Start(context.Background(), "request")
@@ -99,7 +86,7 @@ func TestTracingSendInjects(t *testing.T) {
 // Without a span in ctx, a traceparent the caller set is the send span's
 // parent: a message forwarded keeps its trace.
 func TestTracingSendContinuesCallersTraceparent(t *testing.T) {
-	exp, _ := traced(t)
+	exp, _ := tracingtest.Record(t)
 	name := memName(t)
 	c := newClient(t, client.Options{})
 	const given = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -130,7 +117,7 @@ func TestTracingSendContinuesCallersTraceparent(t *testing.T) {
 // when Options.TraceStorageQueueBody opts in; a payload that is not JSON
 // goes as it is.
 func TestTracingStorageQueueBody(t *testing.T) {
-	exp, tr := traced(t)
+	exp, tr := tracingtest.Record(t)
 	for _, optIn := range []bool{false, true} {
 		c, srv, queue := azurite(t, client.Options{TraceStorageQueueBody: optIn})
 		ctx, parent := tr.Start(context.Background(), "request")

@@ -21,10 +21,11 @@ import (
 	goruntime "runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jobhost/jobhost/internal/linewait"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
@@ -180,7 +181,7 @@ func TestBinaryAsContainerProcess(t *testing.T) {
 		for i := range n {
 			enqueue(t, rq, fmt.Sprintf(`{"siteUrl":"https://contoso.sharepoint.com/sites/n%d","workMs":%d}`, i, work.Milliseconds()))
 		}
-		p.logs.awaitCount(t, `"msg":"modifying site"`, n, 30*time.Second)
+		p.logs.Await(t, `"msg":"modifying site"`, n, 30*time.Second)
 		signalled := time.Now()
 		if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -190,7 +191,7 @@ func TestBinaryAsContainerProcess(t *testing.T) {
 		if code != 0 {
 			t.Errorf("exit status %d after SIGTERM, want 0; log:\n%s", code, p.logs)
 		}
-		if got := p.logs.count(`"outcome":"succeeded"`); got != n {
+		if got := p.logs.Count(`"outcome":"succeeded"`); got != n {
 			t.Errorf("%d invocations succeeded, want the %d in flight; log:\n%s", got, n, p.logs)
 		}
 		if took < work/2 || took > work+5*time.Second {
@@ -210,11 +211,11 @@ func TestBinaryAsContainerProcess(t *testing.T) {
 		rq := srv.ServiceClient(t).NewQueueClient(requests)
 		p := startContainerLike(t, bin, srv.ConnectionString, requests, results, "00:01:00")
 		enqueue(t, rq, `{"siteUrl":"https://contoso.sharepoint.com/sites/long","workMs":120000}`)
-		p.logs.awaitCount(t, `"msg":"modifying site"`, 1, 30*time.Second)
+		p.logs.Await(t, `"msg":"modifying site"`, 1, 30*time.Second)
 		if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
 		}
-		p.logs.awaitCount(t, "host stopping", 1, 10*time.Second)
+		p.logs.Await(t, "host stopping", 1, 10*time.Second)
 		second := time.Now()
 		if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
 			t.Fatal(err)
@@ -227,7 +228,7 @@ func TestBinaryAsContainerProcess(t *testing.T) {
 		if took > 2*time.Second {
 			t.Errorf("exited %s after the second SIGTERM: not at once", took)
 		}
-		if p.logs.count("second stop signal (terminated): exiting at once") != 1 {
+		if p.logs.Count("second stop signal (terminated): exiting at once") != 1 {
 			t.Errorf("stderr does not say why it exited:\n%s", p.logs)
 		}
 		if left := count(t, rq); left != 1 {
@@ -256,7 +257,7 @@ func requireContainerLike(t *testing.T) {
 type proc struct {
 	cmd    *exec.Cmd
 	pid    int // the worker's PID outside its namespace
-	logs   *logLines
+	logs   *linewait.Lines
 	exited chan struct{}
 }
 
@@ -277,7 +278,7 @@ func startContainerLike(t *testing.T, bin, storage, requests, results, shutdown 
 		"AzureFunctionsJobHost__jobhost__shutdownTimeout=" + shutdown,
 		"AzureFunctionsJobHost__extensions__queues__maxPollingInterval=00:00:00.500",
 	}
-	p := &proc{cmd: cmd, logs: newLogLines(), exited: make(chan struct{})}
+	p := &proc{cmd: cmd, logs: linewait.New(), exited: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -295,7 +296,7 @@ func startContainerLike(t *testing.T, bin, storage, requests, results, shutdown 
 			<-p.exited
 		}
 	})
-	p.logs.awaitCount(t, `"msg":"host started"`, 1, 30*time.Second)
+	p.logs.Await(t, `"msg":"host started"`, 1, 30*time.Second)
 	children, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", cmd.Process.Pid, cmd.Process.Pid))
 	if err != nil {
 		t.Fatal(err)
@@ -409,65 +410,4 @@ func count(t *testing.T, qc *azqueue.QueueClient) int {
 		t.Fatal(err)
 	}
 	return int(*props.ApproximateMessagesCount)
-}
-
-// logLines collects a process's output for tests to wait on.
-type logLines struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogLines() *logLines { return &logLines{changed: make(chan struct{})} }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count is how many lines hold s.
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return countLines(l.buf.String(), s)
-}
-
-func countLines(text, s string) int {
-	n := 0
-	for line := range strings.SplitSeq(text, "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// awaitCount waits until n lines hold s, failing after within.
-func (l *logLines) awaitCount(t *testing.T, s string, n int, within time.Duration) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		got, changed := countLines(l.buf.String(), s), l.changed
-		l.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("%d of %d lines with %q within %s; log:\n%s", got, n, s, within, l)
-		}
-	}
 }

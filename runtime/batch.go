@@ -63,26 +63,13 @@ func (l *listener) pollBatches(ctx context.Context) {
 		}
 		msgs, err := l.receiveN(rc, want, bound)
 		if err != nil {
-			l.stats.receiveErrors.Add(1)
-			l.stats.setState(stateFailing)
-			l.stats.setError(err)
-			failing++
-			wait := bo.next()
-			l.logPollError(err, failing, wait, bo.atMax())
-			if len(acc) > 0 {
-				flush() // what it holds goes now rather than wait out the outage
-			}
-			if !sleep(ctx, wait) {
+			flush() // what it holds goes now rather than wait out the outage
+			if !l.pollFailed(ctx, err, &failing, bo) {
 				return
 			}
 			continue
 		}
-		if failing > 0 {
-			l.log.Info("queue reachable again", zap.Int("failedPolls", failing))
-			failing = 0
-		}
-		l.stats.lastPoll.Store(time.Now().UnixNano())
-		l.stats.setState(stateListening)
+		l.pollReached(&failing)
 		if ctx.Err() != nil {
 			l.release(append(acc, msgs...))
 			return

@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -16,25 +15,7 @@ import (
 )
 
 // TestHostBatchConformance runs the batch trigger over every backend.
-func TestHostBatchConformance(t *testing.T) {
-	b := backends()
-	for _, name := range slices.Sorted(maps.Keys(b)) {
-		t.Run(name, func(t *testing.T) {
-			t.Parallel()
-			for _, c := range batchCases {
-				t.Run(c.name, func(t *testing.T) {
-					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-					defer cancel()
-					q, err := b[name](t).MakeDriver(ctx, t)
-					if err != nil {
-						t.Fatal(err)
-					}
-					c.run(t, ctx, q)
-				})
-			}
-		})
-	}
-}
+func TestHostBatchConformance(t *testing.T) { runHostCases(t, batchCases) }
 
 // batchLog records the batches a batch function was called with.
 type batchLog struct {
@@ -66,10 +47,7 @@ func sendOrders(t *testing.T, ctx context.Context, q drivertest.Queue, ids ...in
 	}
 }
 
-var batchCases = []struct {
-	name string
-	run  func(t *testing.T, ctx context.Context, q drivertest.Queue)
-}{
+var batchCases = []hostCase{
 	{"CompletesEveryMessageOnce", func(t *testing.T, ctx context.Context, q drivertest.Queue) {
 		reg := &functions.Registry{}
 		var log batchLog

@@ -49,12 +49,21 @@ func backends() map[string]func(t *testing.T) drivertest.Harness {
 
 // TestHostConformance runs the host over every backend: the same function,
 // the same guarantees.
-func TestHostConformance(t *testing.T) {
+func TestHostConformance(t *testing.T) { runHostCases(t, hostCases) }
+
+// hostCase is one case of a host suite, run over one backend's queue.
+type hostCase struct {
+	name string
+	run  func(t *testing.T, ctx context.Context, q drivertest.Queue)
+}
+
+// runHostCases runs cases over every backend, each case on a fresh queue.
+func runHostCases(t *testing.T, cases []hostCase) {
 	b := backends()
 	for _, name := range slices.Sorted(maps.Keys(b)) {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			for _, c := range hostCases {
+			for _, c := range cases {
 				t.Run(c.name, func(t *testing.T) {
 					ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 					defer cancel()
@@ -158,10 +167,7 @@ func leftovers(t *testing.T, ctx context.Context, q drivertest.Queue, want int, 
 	return out
 }
 
-var hostCases = []struct {
-	name string
-	run  func(t *testing.T, ctx context.Context, q drivertest.Queue)
-}{
+var hostCases = []hostCase{
 	{"DeliversOnceAndCompletes", func(t *testing.T, ctx context.Context, q drivertest.Queue) {
 		reg := &functions.Registry{}
 		var mu sync.Mutex

@@ -162,23 +162,12 @@ func (l *listener) poll(ctx context.Context) {
 		}
 		msgs, err := l.receive(rc)
 		if err != nil {
-			l.stats.receiveErrors.Add(1)
-			l.stats.setState(stateFailing)
-			l.stats.setError(err)
-			failing++
-			wait := bo.next()
-			l.logPollError(err, failing, wait, bo.atMax())
-			if !sleep(ctx, wait) {
+			if !l.pollFailed(ctx, err, &failing, bo) {
 				return
 			}
 			continue
 		}
-		if failing > 0 {
-			l.log.Info("queue reachable again", zap.Int("failedPolls", failing))
-			failing = 0
-		}
-		l.stats.lastPoll.Store(time.Now().UnixNano())
-		l.stats.setState(stateListening)
+		l.pollReached(&failing)
 		if ctx.Err() != nil {
 			// Stopped while receiving: give the messages back at once.
 			l.release(msgs)
@@ -212,6 +201,28 @@ func (l *listener) receive(bc *boundCtx) ([]*triggers.Message, error) {
 		bc.stop()
 	}()
 	return l.drv.Receive(rctx, l.fc.Queues.BatchSize, l.fc.Queues.LeaseDuration)
+}
+
+// pollFailed accounts for a poll that failed and waits out the backoff;
+// it reports false when ctx ended meanwhile.
+func (l *listener) pollFailed(ctx context.Context, err error, failing *int, bo *backoff) bool {
+	l.stats.receiveErrors.Add(1)
+	l.stats.setState(stateFailing)
+	l.stats.setError(err)
+	*failing++
+	wait := bo.next()
+	l.logPollError(err, *failing, wait, bo.atMax())
+	return sleep(ctx, wait)
+}
+
+// pollReached accounts for a poll that reached the broker.
+func (l *listener) pollReached(failing *int) {
+	if *failing > 0 {
+		l.log.Info("queue reachable again", zap.Int("failedPolls", *failing))
+		*failing = 0
+	}
+	l.stats.lastPoll.Store(time.Now().UnixNano())
+	l.stats.setState(stateListening)
 }
 
 func (l *listener) logPollError(err error, n int, wait time.Duration, atMax bool) {

@@ -23,26 +23,11 @@ import (
 	"github.com/jobhost/jobhost/functions"
 	"github.com/jobhost/jobhost/internal/invocation"
 	"github.com/jobhost/jobhost/tracing"
+	"github.com/jobhost/jobhost/tracing/tracingtest"
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 	"github.com/jobhost/jobhost/triggers/rabbitmq/rabbittest"
 )
-
-// traceRecorder turns tracing on for the test with spans recorded in
-// memory (exported as each ends), and returns the exporter and a tracer
-// for the test's own spans.
-func traceRecorder(t *testing.T) (*tracetest.InMemoryExporter, trace.Tracer) {
-	t.Helper()
-	exp := tracetest.NewInMemoryExporter()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exp))
-	restore := tracing.Use(tp)
-	t.Cleanup(func() {
-		restore()
-		tp.Shutdown(context.Background())
-		tracing.SetLinkAfter(0)
-	})
-	return exp, tp.Tracer("test")
-}
 
 func spanAttr(s tracetest.SpanStub, key string) attribute.Value {
 	for _, kv := range s.Attributes {
@@ -78,7 +63,7 @@ const producerParent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 // span; one that waited longer than LinkAfter starts a trace of its own,
 // linked to the producer's.
 func TestTracingChildOrLink(t *testing.T) {
-	exp, _ := traceRecorder(t)
+	exp, _ := tracingtest.Record(t)
 	l := unitListener(t, "rabbit://orders")
 	producer, _ := tracing.Parse(producerParent, "")
 	start := time.Now()
@@ -138,7 +123,7 @@ func TestTracingChildOrLink(t *testing.T) {
 // conventions; a failure sets the Error status with the outcome settle
 // will give.
 func TestTracingSpanAttributesAndOutcome(t *testing.T) {
-	exp, _ := traceRecorder(t)
+	exp, _ := tracingtest.Record(t)
 	l := unitListener(t, "azuresb://orders")
 	errBoom := errors.New("boom: Password=hunter2")
 	for _, c := range []struct {
@@ -194,7 +179,7 @@ func TestTracingSpanAttributesAndOutcome(t *testing.T) {
 // A Storage Queue message carries its producer's context in the body's
 // envelope, base64 or not.
 func TestTracingStorageQueueEnvelope(t *testing.T) {
-	exp, _ := traceRecorder(t)
+	exp, _ := tracingtest.Record(t)
 	l := unitListener(t, "orders")
 	body, err := bindings.WrapMeta([]byte(`{"id":1}`), bindings.Meta{TraceParent: producerParent})
 	if err != nil {
@@ -282,7 +267,7 @@ func TestTracingAcrossTwoFunctions(t *testing.T) {
 	for name, setup := range traceBrokers() {
 		t.Run(name, func(t *testing.T) {
 			b := setup(t)
-			exp, tr := traceRecorder(t)
+			exp, tr := tracingtest.Record(t)
 			qa, qb := b.queue(t), b.queue(t)
 			type seen struct {
 				payload string

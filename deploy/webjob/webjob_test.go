@@ -4,7 +4,6 @@ package webjob
 
 import (
 	"archive/zip"
-	"bytes"
 	"context"
 	"debug/elf"
 	"encoding/base64"
@@ -18,11 +17,11 @@ import (
 	goruntime "runtime"
 	"slices"
 	"strconv"
-	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/jobhost/jobhost/internal/linewait"
 
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 
@@ -81,7 +80,7 @@ func TestContinuousWebJobDrainsOnShutdownFile(t *testing.T) {
 		"AzureFunctionsJobHost__jobhost__http__listen=127.0.0.1:" + strconv.Itoa(freePort(t)),
 		"AzureFunctionsJobHost__extensions__queues__maxPollingInterval=00:00:00.500",
 	}
-	logs := newLogLines()
+	logs := linewait.New()
 	cmd.Stdout, cmd.Stderr = logs, logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
@@ -100,8 +99,8 @@ func TestContinuousWebJobDrainsOnShutdownFile(t *testing.T) {
 			<-exited
 		}
 	})
-	logs.awaitCount(t, `"msg":"host started"`, 1, 30*time.Second)
-	logs.awaitCount(t, "watching for the WebJobs shutdown file", 1, time.Second)
+	logs.Await(t, `"msg":"host started"`, 1, 30*time.Second)
+	logs.Await(t, "watching for the WebJobs shutdown file", 1, time.Second)
 	// run.sh execs: the process the runner started is the host itself,
 	// so the runner's signals and kill reach it.
 	if exe, err := os.Readlink(fmt.Sprintf("/proc/%d/exe", cmd.Process.Pid)); err != nil || exe != filepath.Join(jobDir, "jobhost") {
@@ -112,13 +111,13 @@ func TestContinuousWebJobDrainsOnShutdownFile(t *testing.T) {
 	for i := range inFlight {
 		enqueue(t, rq, fmt.Sprintf(`{"siteUrl":"https://contoso.sharepoint.com/sites/n%d","workMs":%d}`, i, work.Milliseconds()))
 	}
-	logs.awaitCount(t, `"msg":"modifying site"`, inFlight, 30*time.Second)
+	logs.Await(t, `"msg":"modifying site"`, inFlight, 30*time.Second)
 	stopAsked := time.Now()
 	if err := os.WriteFile(shutdownFile, nil, 0o644); err != nil { // what the runner does to stop the job
 		t.Fatal(err)
 	}
-	logs.awaitCount(t, "WebJobs shutdown file appeared", 1, 5*time.Second)
-	logs.awaitCount(t, "host stopping", 1, 5*time.Second)
+	logs.Await(t, "WebJobs shutdown file appeared", 1, 5*time.Second)
+	logs.Await(t, "host stopping", 1, 5*time.Second)
 	for i := range late {
 		enqueue(t, rq, fmt.Sprintf(`{"siteUrl":"https://contoso.sharepoint.com/sites/late%d","workMs":0}`, i))
 	}
@@ -131,13 +130,13 @@ func TestContinuousWebJobDrainsOnShutdownFile(t *testing.T) {
 	if code := cmd.ProcessState.ExitCode(); code != 0 {
 		t.Errorf("exit status %d after the shutdown file, want 0; log:\n%s", code, logs)
 	}
-	if n := logs.count("WebJobs shutdown file appeared"); n != 1 {
+	if n := logs.Count("WebJobs shutdown file appeared"); n != 1 {
 		t.Errorf("%d shutdown-file lines, want 1", n)
 	}
-	if n := logs.count(`"outcome":"succeeded"`); n != inFlight {
+	if n := logs.Count(`"outcome":"succeeded"`); n != inFlight {
 		t.Errorf("%d invocations succeeded, want the %d in flight; log:\n%s", n, inFlight, logs)
 	}
-	if n := logs.count(`"outcome":`) - logs.count(`"outcome":"succeeded"`); n != 0 {
+	if n := logs.Count(`"outcome":`) - logs.Count(`"outcome":"succeeded"`); n != 0 {
 		t.Errorf("%d invocations did not succeed; log:\n%s", n, logs)
 	}
 
@@ -314,66 +313,6 @@ func drain(t *testing.T, qc *azqueue.QueueClient) [][]byte {
 			if _, err := qc.DeleteMessage(ctx, *m.MessageID, *m.PopReceipt, nil); err != nil {
 				t.Fatal(err)
 			}
-		}
-	}
-}
-
-// logLines collects the job's output for the test to wait on.
-type logLines struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLogLines() *logLines { return &logLines{changed: make(chan struct{})} }
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (l *logLines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-func (l *logLines) count(s string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return countLines(l.buf.String(), s)
-}
-
-func countLines(text, s string) int {
-	n := 0
-	for line := range strings.SplitSeq(text, "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// awaitCount waits until n lines hold s, failing after within.
-func (l *logLines) awaitCount(t *testing.T, s string, n int, within time.Duration) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		got, changed := countLines(l.buf.String(), s), l.changed
-		l.mu.Unlock()
-		if got >= n {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("%d of %d lines with %q within %s; log:\n%s", got, n, s, within, l)
 		}
 	}
 }

@@ -123,6 +123,7 @@ func Run(t *testing.T, h Harness) {
 		{"ListMaxLimit", testListMaxLimit},
 		{"ListBadCursor", testListBadCursor},
 		{"Purge", testPurge},
+		{"CountByStatus", testCountByStatus},
 		{"Close", testClose},
 	}
 	for _, tc := range tests {

@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jobhost/jobhost/internal/linewait"
+
 	"github.com/Azure/azure-sdk-for-go/sdk/storage/azqueue"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest/observer"
@@ -22,62 +24,6 @@ import (
 	"github.com/jobhost/jobhost/triggers"
 	"github.com/jobhost/jobhost/triggers/azurequeue/azuritetest"
 )
-
-// lines is an io.Writer collecting a command's stderr that tests can wait
-// on for a line.
-type lines struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func newLines() *lines { return &lines{changed: make(chan struct{})} }
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.buf.Write(p)
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return len(p), nil
-}
-
-func (l *lines) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
-// count is how many lines hold s.
-func (l *lines) count(s string) int {
-	n := 0
-	for _, line := range strings.Split(l.String(), "\n") {
-		if strings.Contains(line, s) {
-			n++
-		}
-	}
-	return n
-}
-
-// await waits until a line holds s, failing the test after within.
-func (l *lines) await(t *testing.T, s string, within time.Duration) {
-	t.Helper()
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	for {
-		l.mu.Lock()
-		found, changed := strings.Contains(l.buf.String(), s), l.changed
-		l.mu.Unlock()
-		if found {
-			return
-		}
-		select {
-		case <-changed:
-		case <-deadline.C:
-			t.Fatalf("no log line with %q within %s; log:\n%s", s, within, l.String())
-		}
-	}
-}
 
 // Without WEBJOBS_SHUTDOWN_FILE nothing is watched: the context is the
 // caller's own and nothing is logged.
@@ -167,7 +113,7 @@ func TestRunDrainsOnShutdownFile(t *testing.T) {
 	if code, _, errs := run(t, dir, reg, env, "send", "--queue", queue, "--json", `{"id": 1}`); code != ExitOK {
 		t.Fatal(errs)
 	}
-	logs := newLines()
+	logs := linewait.New()
 	done := make(chan int, 1)
 	go func() {
 		done <- Run(context.Background(), Env{Args: []string{"run", "--host-json", filepath.Join(dir, "host.json")},
@@ -180,12 +126,12 @@ func TestRunDrainsOnShutdownFile(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("message not picked up; log:\n%s", logs.String())
 	}
-	logs.await(t, "watching for the WebJobs shutdown file", time.Second)
+	logs.Await(t, "watching for the WebJobs shutdown file", 1, time.Second)
 	if err := os.WriteFile(shutdown, nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	logs.await(t, "WebJobs shutdown file appeared", 5*time.Second)
-	logs.await(t, "host stopping", 5*time.Second)
+	logs.Await(t, "WebJobs shutdown file appeared", 1, 5*time.Second)
+	logs.Await(t, "host stopping", 1, 5*time.Second)
 	// Queued after the stop: must not be taken.
 	if code, _, errs := run(t, dir, reg, env, "send", "--queue", queue, "--json", `{"id": 2}`); code != ExitOK {
 		t.Fatal(errs)
@@ -204,10 +150,10 @@ func TestRunDrainsOnShutdownFile(t *testing.T) {
 	case <-time.After(20 * time.Second):
 		t.Fatalf("run did not return after the drain; log:\n%s", logs.String())
 	}
-	if n := logs.count("WebJobs shutdown file appeared"); n != 1 {
+	if n := logs.Count("WebJobs shutdown file appeared"); n != 1 {
 		t.Errorf("%d shutdown-file lines, want 1", n)
 	}
-	if n := logs.count(`"outcome":"succeeded"`); n != 1 {
+	if n := logs.Count(`"outcome":"succeeded"`); n != 1 {
 		t.Errorf("%d invocations succeeded, want 1 (the one in flight); log:\n%s", n, logs.String())
 	}
 	// Left: only order 2, never dequeued.
@@ -231,10 +177,9 @@ func TestRunDrainsOnShutdownFile(t *testing.T) {
 // The first SIGTERM ends the context (the drain starts); a second stop
 // signal exits at once with 128 + its number, saying so on stderr.
 func TestSecondSignalExitsAtOnce(t *testing.T) {
-	var stderr lines
-	stderr.changed = make(chan struct{})
+	stderr := linewait.New()
 	exited := make(chan int, 1)
-	ctx, release := signalContext(context.Background(), &stderr, func(code int) { exited <- code })
+	ctx, release := signalContext(context.Background(), stderr, func(code int) { exited <- code })
 	defer release()
 	if err := syscall.Kill(os.Getpid(), syscall.SIGTERM); err != nil {
 		t.Fatal(err)

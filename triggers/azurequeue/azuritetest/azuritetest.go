@@ -89,49 +89,18 @@ var errUnavailable = errors.New("azurite not available")
 // Start starts an Azurite queue service on a free 127.0.0.1 port and stops
 // it when the test ends. See the package comment for skips and
 // JOBHOST_AZURITE_CONNECTION.
-func Start(t testing.TB, opts Options) *Server {
-	t.Helper()
-	s, err := launch(queueService, opts)
-	if err != nil {
-		handleLaunchError(t, err)
-		return nil
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
-
-var (
-	sharedOnce   sync.Once
-	sharedServer *Server
-	sharedErr    error
-)
+func Start(t testing.TB, opts Options) *Server { return start(t, queueService, opts) }
 
 // Shared returns the test binary's one in-memory Azurite, starting it on
 // first use. Main stops it. Do not Stop or Restart it.
-func Shared(t testing.TB) *Server {
-	t.Helper()
-	sharedOnce.Do(func() { sharedServer, sharedErr = launch(queueService, Options{}) })
-	if sharedErr != nil {
-		handleLaunchError(t, sharedErr)
-		return nil
-	}
-	return sharedServer
-}
+func Shared(t testing.TB) *Server { return shared(t, queueService) }
 
 // Main runs the tests, stops the shared servers (if any) and exits with the
 // tests' status. Use it as TestMain in every package that calls Shared,
 // SharedTable or SharedBlob.
 func Main(m *testing.M) {
 	code := m.Run()
-	if sharedServer != nil {
-		sharedServer.Stop()
-	}
-	if sharedTableServer != nil {
-		sharedTableServer.Stop()
-	}
-	if sharedBlobServer != nil {
-		sharedBlobServer.Stop()
-	}
+	stopShared()
 	os.Exit(code)
 }
 

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -23,12 +22,6 @@ const DevelopmentBlobConnectionString = "DefaultEndpointsProtocol=http;AccountNa
 	"AccountKey=" + accountKey + ";" +
 	"BlobEndpoint=http://127.0.0.1:10000/" + accountName
 
-var (
-	sharedBlobOnce   sync.Once
-	sharedBlobServer *Server
-	sharedBlobErr    error
-)
-
 // StartBlob starts an Azurite blob service on a free 127.0.0.1 port and
 // stops it when the test ends; with an empty opts.Location it keeps its
 // data in memory (--inMemoryPersistence). Its ConnectionString names the
@@ -38,29 +31,12 @@ var (
 // Start. It runs Azurite with --skipApiVersionCheck: the azblob SDK sends a
 // newer service version than the pinned Azurite knows (an external Azurite
 // needs the flag too).
-func StartBlob(t testing.TB, opts Options) *Server {
-	t.Helper()
-	s, err := launch(blobService, opts)
-	if err != nil {
-		handleLaunchError(t, err)
-		return nil
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
+func StartBlob(t testing.TB, opts Options) *Server { return start(t, blobService, opts) }
 
 // SharedBlob returns the test binary's one in-memory Azurite blob service,
 // starting it on first use. Main stops it. Do not Stop or Restart it: use
 // StartBlob for outage tests.
-func SharedBlob(t testing.TB) *Server {
-	t.Helper()
-	sharedBlobOnce.Do(func() { sharedBlobServer, sharedBlobErr = launch(blobService, Options{}) })
-	if sharedBlobErr != nil {
-		handleLaunchError(t, sharedBlobErr)
-		return nil
-	}
-	return sharedBlobServer
-}
+func SharedBlob(t testing.TB) *Server { return shared(t, blobService) }
 
 // BlobClient returns a blob client for a server started by StartBlob or
 // SharedBlob. With noRetry the client does not retry failed requests (for

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -108,12 +107,6 @@ func (k service) external(cs string) (string, error) {
 	return cs, nil
 }
 
-var (
-	sharedTableOnce   sync.Once
-	sharedTableServer *Server
-	sharedTableErr    error
-)
-
 // StartTable starts an Azurite table service on a free 127.0.0.1 port and
 // stops it when the test ends; with an empty opts.Location it keeps its
 // data in memory (--inMemoryPersistence). Its ConnectionString names the
@@ -121,29 +114,12 @@ var (
 // TableEndpoint=http://127.0.0.1:<port>/devstoreaccount1. Stop and Restart
 // serve outage tests. Skips and JOBHOST_AZURITE_CONNECTION work as for
 // Start.
-func StartTable(t testing.TB, opts Options) *Server {
-	t.Helper()
-	s, err := launch(tableService, opts)
-	if err != nil {
-		handleLaunchError(t, err)
-		return nil
-	}
-	t.Cleanup(s.Stop)
-	return s
-}
+func StartTable(t testing.TB, opts Options) *Server { return start(t, tableService, opts) }
 
 // SharedTable returns the test binary's one in-memory Azurite table
 // service, starting it on first use. Main stops it. Do not Stop or Restart
 // it: use StartTable for outage tests.
-func SharedTable(t testing.TB) *Server {
-	t.Helper()
-	sharedTableOnce.Do(func() { sharedTableServer, sharedTableErr = launch(tableService, Options{}) })
-	if sharedTableErr != nil {
-		handleLaunchError(t, sharedTableErr)
-		return nil
-	}
-	return sharedTableServer
-}
+func SharedTable(t testing.TB) *Server { return shared(t, tableService) }
 
 // TableServiceClient returns a table service client for a server started
 // by StartTable or SharedTable. With noRetry the client does not retry
