@@ -430,6 +430,24 @@ const stall = 20 * time.Second
 // await waits until n messages are settled while c runs. It returns an
 // error when c exits, when nothing is settled for stall, or after within.
 func (p *progress) await(c *child, n int, within time.Duration) error {
+	return awaitProgress(p, n, within, c.exited,
+		func(struct{}, int) error {
+			return fmt.Errorf("worker %s exited (%v) at %d/%d settled; log:\n%s", c.name, c.waitErr, p.settled(), n, c.logs.tail(150))
+		},
+		func(got int) error {
+			return fmt.Errorf("worker %s: nothing settled for %s, at %d/%d: the rest look lost; log:\n%s", c.name, stall, got, n, c.logs.tail(60))
+		},
+		func(got int) error {
+			return fmt.Errorf("worker %s: timed out after %s at %d/%d settled; log:\n%s", c.name, within, got, n, c.logs.tail(150))
+		})
+}
+
+// awaitProgress waits until n messages are settled, and returns nil. It
+// returns ended's error when ended delivers (a process exited),
+// stalled's when nothing is settled for stall, and late's after within;
+// those get the count settled so far.
+func awaitProgress[T any](p *progress, n int, within time.Duration, ended <-chan T,
+	endedErr func(T, int) error, stalled, late func(got int) error) error {
 	deadline := time.NewTimer(within)
 	defer deadline.Stop()
 	idle := time.NewTimer(stall)
@@ -449,12 +467,12 @@ func (p *progress) await(c *child, n int, within time.Duration) error {
 		}
 		select {
 		case <-ch:
-		case <-c.exited:
-			return fmt.Errorf("worker %s exited (%v) at %d/%d settled; log:\n%s", c.name, c.waitErr, p.settled(), n, c.logs.tail(150))
+		case v := <-ended:
+			return endedErr(v, p.settled())
 		case <-idle.C:
-			return fmt.Errorf("worker %s: nothing settled for %s, at %d/%d: the rest look lost; log:\n%s", c.name, stall, p.settled(), n, c.logs.tail(60))
+			return stalled(p.settled())
 		case <-deadline.C:
-			return fmt.Errorf("worker %s: timed out after %s at %d/%d settled; log:\n%s", c.name, within, p.settled(), n, c.logs.tail(150))
+			return late(p.settled())
 		}
 	}
 }

@@ -263,34 +263,14 @@ func (cl *cluster) alive() []*member {
 // host). It returns an error when a host exits unasked, when nothing is
 // settled for stall, or after within.
 func (cl *cluster) awaitSettled(n int, within time.Duration) error {
-	p := cl.prog
-	deadline := time.NewTimer(within)
-	defer deadline.Stop()
-	idle := time.NewTimer(stall)
-	defer idle.Stop()
-	last := -1
-	for {
-		p.mu.Lock()
-		ch := p.changed
-		p.mu.Unlock()
-		got := p.settled()
-		if got >= n {
-			return nil
-		}
-		if got != last {
-			last = got
-			idle.Reset(stall)
-		}
-		select {
-		case <-ch:
-		case m := <-cl.exits:
-			return fmt.Errorf("host %s exited unasked (%v) at %d/%d settled; log:\n%s", m.name, m.c.waitErr, p.settled(), n, m.c.logs.tail(100))
-		case <-idle.C:
-			return fmt.Errorf("nothing settled for %s, at %d/%d with %d hosts alive: the rest look lost", stall, p.settled(), n, len(cl.alive()))
-		case <-deadline.C:
-			return fmt.Errorf("timed out after %s at %d/%d settled", within, p.settled(), n)
-		}
-	}
+	return awaitProgress(cl.prog, n, within, cl.exits,
+		func(m *member, got int) error {
+			return fmt.Errorf("host %s exited unasked (%v) at %d/%d settled; log:\n%s", m.name, m.c.waitErr, got, n, m.c.logs.tail(100))
+		},
+		func(got int) error {
+			return fmt.Errorf("nothing settled for %s, at %d/%d with %d hosts alive: the rest look lost", stall, got, n, len(cl.alive()))
+		},
+		func(got int) error { return fmt.Errorf("timed out after %s at %d/%d settled", within, got, n) })
 }
 
 // kill SIGKILLs m once at least one function runs in it (or after a

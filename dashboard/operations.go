@@ -131,9 +131,12 @@ type operationData struct {
 	Flash    string
 }
 
-// operationID reads the {id} of the path (400 naming "id" when it cannot
-// be one).
+// operationID reads the {id} of the path of an operation's page: 404 when
+// the host keeps no operations, 400 naming "id" when it cannot be one.
 func (d *dash) operationID(w http.ResponseWriter, r *http.Request) (string, bool) {
+	if !d.hasOps(w, r) {
+		return "", false
+	}
 	id := r.PathValue("id")
 	if id == "" || len(id) > maxIDLength {
 		d.fail(w, r, http.StatusBadRequest, "id", "not an operation id")
@@ -143,9 +146,6 @@ func (d *dash) operationID(w http.ResponseWriter, r *http.Request) (string, bool
 }
 
 func (d *dash) operationDetail(w http.ResponseWriter, r *http.Request) {
-	if !d.hasOps(w, r) {
-		return
-	}
 	id, ok := d.operationID(w, r)
 	if !ok {
 		return
@@ -190,9 +190,6 @@ func (d *dash) operationConfirm(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, http.StatusForbidden, "", "the dashboard is read-only: it changes nothing")
 		return
 	}
-	if !d.hasOps(w, r) {
-		return
-	}
 	id, ok := d.operationID(w, r)
 	if !ok {
 		return
@@ -216,9 +213,6 @@ func (d *dash) operationConfirm(w http.ResponseWriter, r *http.Request) {
 }
 
 func (d *dash) operationCancel(w http.ResponseWriter, r *http.Request) {
-	if !d.hasOps(w, r) {
-		return
-	}
 	id, ok := d.operationID(w, r)
 	if !ok {
 		return
