@@ -79,6 +79,7 @@ FUZZTIME ?= 10s
 fuzz:
 	$(GO) test -run='^$$' -fuzz='^FuzzLoadConfig$$' -fuzztime=$(FUZZTIME) ./runtime
 	$(GO) test -run='^$$' -fuzz='^FuzzParseTimeSpan$$' -fuzztime=$(FUZZTIME) ./runtime
+	$(GO) test -run='^$$' -fuzz='^FuzzResultLine$$' -fuzztime=$(FUZZTIME) ./runtime
 	$(GO) test -run='^$$' -fuzz='^FuzzBind$$' -fuzztime=$(FUZZTIME) ./bindings
 	$(GO) test -run='^$$' -fuzz='^FuzzMetaEnvelope$$' -fuzztime=$(FUZZTIME) ./bindings
 	$(GO) test -run='^$$' -fuzz='^FuzzPrefer$$' -fuzztime=$(FUZZTIME) ./operations/httpapi

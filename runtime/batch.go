@@ -185,7 +185,7 @@ func (l *listener) processBatch(msgs []*triggers.Message) {
 					break
 				}
 			}
-			it.view = slab.clone(m)
+			it.view = slab.clone(m, l.private)
 			run = append(run, it)
 		}
 		if it.outcome != "" {

@@ -42,6 +42,7 @@ type listener struct {
 	drv     triggers.Driver
 	log     *zap.Logger // listener category
 	results *zap.Logger // Function.<Name>, with function and queue bound, no caller
+	line    *resultLine // writes the completion lines; nil: results does
 	user    *zap.Logger // Function.<Name>.User
 	hard    context.Context
 
@@ -62,6 +63,7 @@ type listener struct {
 	poisoned   poisonedSet   // copied to poison, original not deleted
 	pollCtx    *boundCtx     // the poll loop's Receive context; cancelled at the shutdown deadline
 	receiving  atomic.Bool   // a Receive is under way
+	private    bool          // the driver's deliveries have bodies of their own (triggers.PrivateBodies)
 
 	broker  string          // the driver's name, for metrics and the dashboard
 	stats   listenerStats   // counters for the observers
@@ -81,12 +83,15 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 			return inv.Function.Definition.Invoke(ctx, inv.Payload, inv.Message)
 		}, mws)
 	}
+	pb, ok := drv.(triggers.PrivateBodies)
 	return &listener{
-		call: call, pollCtx: newBoundCtx(), broker: brokerName(fc),
+		private: ok && pb.BodiesPrivate(),
+		call:    call, pollCtx: newBoundCtx(), broker: brokerName(fc),
 		fc: fc, drv: drv, hard: hard,
 		log: logs.Category(CategoryListener).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)),
 		results: logs.Category(cat).With(zap.String("function", fc.Name()), zap.String("queue", fc.Queue)).
 			WithOptions(zap.WithCaller(false)),
+		line:   logs.resultLine(cat, fc.Name(), fc.Queue),
 		user:   logs.Category(cat + ".User").With(zap.String("function", fc.Name())),
 		freed:  make(chan struct{}, 1),
 		wakeup: make(chan struct{}, 1),
@@ -326,8 +331,8 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	}
 	// The function gets a copy of its own: renewal and settlement change
 	// the driver's m while it runs, and its body must not alias the
-	// broker's bytes or the poison copy's.
-	view := w.views.clone(m)
+	// broker's bytes or the poison copy's (a private body aliases neither).
+	view := w.views.clone(m, l.private)
 	payload, decodeErr := q.MessageEncoding.Decode(view.Body)
 	switch err := decodeErr; {
 	case int(m.DequeueCount) > l.attempts():
@@ -400,7 +405,8 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 // finish accounts for one invocation: its completion line, the counters,
 // the histograms and the ring of recent invocations.
 func (l *listener) finish(id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
-	d := time.Since(start)
+	now := time.Now()
+	d := now.Sub(start)
 	l.stats.count(outcome)
 	if outcome == OutcomeFailed || outcome == OutcomePoisoned {
 		l.stats.setError(runErr)
@@ -415,13 +421,17 @@ func (l *listener) finish(id string, m *triggers.Message, outcome string, runErr
 		}
 		l.ring.Add(inv)
 	}
+	if l.line != nil {
+		l.line.write(now, id, m, outcome, runErr, d, tid)
+		return
+	}
 	l.logResult(id, m, outcome, runErr, d, tid)
 }
 
 // logResult writes the completion line of one invocation.
 func (l *listener) logResult(id string, m *triggers.Message, outcome string, runErr error, d time.Duration, traceID string) {
 	// The completion line's fields are built only when it is logged.
-	if ce := l.results.Check(zap.InfoLevel, "invocation "+outcome); ce != nil {
+	if ce := l.results.Check(zap.InfoLevel, resultMessage(outcome)); ce != nil {
 		fields := []zap.Field{
 			zap.String("invocationId", id), zap.String("messageId", m.ID), zap.Int64("dequeueCount", m.DequeueCount), zap.String("outcome", outcome),
 			zap.Float64("durationMs", float64(d.Microseconds())/1000),
@@ -434,6 +444,22 @@ func (l *listener) logResult(id string, m *triggers.Message, outcome string, run
 		}
 		ce.Write(fields...)
 	}
+}
+
+// resultMessage is the completion line's message for outcome, without a
+// concatenation (an allocation) per line.
+func resultMessage(outcome string) string {
+	switch outcome {
+	case OutcomeSucceeded:
+		return "invocation " + OutcomeSucceeded
+	case OutcomeFailed:
+		return "invocation " + OutcomeFailed
+	case OutcomePoisoned:
+		return "invocation " + OutcomePoisoned
+	case OutcomeCancelled:
+		return "invocation " + OutcomeCancelled
+	}
+	return "invocation " + outcome
 }
 
 // notify posts the completion callback of a finally settled message, if

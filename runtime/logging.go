@@ -53,6 +53,7 @@ type LogOptions struct {
 // secrets redacted from everything they write. It is safe for concurrent use.
 type Logs struct {
 	enc     zapcore.Encoder
+	json    bool // enc is the JSON encoder (resultLine writes its lines)
 	out     zapcore.WriteSyncer
 	levels  map[string]zapcore.Level // lower-case category -> level, always with "default"
 	loggers sync.Map                 // category -> *zap.Logger
@@ -90,7 +91,7 @@ func NewLogs(o LogOptions) (*Logs, error) {
 	if out == nil {
 		out = os.Stderr
 	}
-	return &Logs{enc: enc, out: zapcore.Lock(out), levels: levels}, nil
+	return &Logs{enc: enc, json: !strings.EqualFold(o.Format, "console"), out: zapcore.Lock(out), levels: levels}, nil
 }
 
 // Category returns the logger for the named category, such as

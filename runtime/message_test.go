@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"net/url"
 	goruntime "runtime"
@@ -82,9 +83,25 @@ func memDriver(t *testing.T, rawURL string) triggers.Driver {
 // TestFunctionMessageIsItsOwn: a function reads every field of its message
 // while the host renews the lease (run with -race: the renewal writes the
 // driver's message, never the function's), then scribbles over its body
-// and payload and fails; the poison copy has the body as it was sent.
+// and payload and fails; the poison copy has the body as it was sent. It
+// runs with the body copied for the function and, as memqueue is
+// triggers.PrivateBodies, with the delivery's own body handed over.
 func TestFunctionMessageIsItsOwn(t *testing.T) {
-	const q = "memqueue://own-message"
+	for _, private := range []bool{false, true} {
+		t.Run(fmt.Sprintf("private=%v", private), func(t *testing.T) { testFunctionMessageIsItsOwn(t, private) })
+	}
+}
+
+// privateRenewSignal is a renewSignal that keeps the driver's
+// triggers.PrivateBodies.
+type privateRenewSignal struct{ *renewSignal }
+
+func (d privateRenewSignal) BodiesPrivate() bool {
+	return d.Driver.(triggers.PrivateBodies).BodiesPrivate()
+}
+
+func testFunctionMessageIsItsOwn(t *testing.T, private bool) {
+	q := fmt.Sprintf("memqueue://own-message-%v", private)
 	sent := []byte(`{"n":1}`)
 	renewed := make(chan struct{}, 1)
 	reads := 0
@@ -114,7 +131,13 @@ func TestFunctionMessageIsItsOwn(t *testing.T) {
 
 	src := memDriver(t, q)
 	poison := memDriver(t, q+"-poison")
-	stop := runMemHost(t, reg, func(d triggers.Driver) triggers.Driver { return &renewSignal{Driver: d, renewed: renewed} })
+	stop := runMemHost(t, reg, func(d triggers.Driver) triggers.Driver {
+		rs := &renewSignal{Driver: d, renewed: renewed}
+		if private {
+			return privateRenewSignal{rs}
+		}
+		return rs
+	})
 	defer stop()
 	if _, err := src.(triggers.Publisher).Publish(context.Background(), bytes.Clone(sent), map[string]string{"k": "v"}); err != nil {
 		t.Fatal(err)

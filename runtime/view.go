@@ -25,8 +25,9 @@ const (
 )
 
 // clone returns a copy of m for its function: body and properties copied,
-// no DriverData.
-func (s *viewSlab) clone(m *triggers.Message) *triggers.Message {
+// no DriverData. A private body (triggers.PrivateBodies) is not copied: the
+// function gets the delivery's own bytes.
+func (s *viewSlab) clone(m *triggers.Message, private bool) *triggers.Message {
 	if len(s.msgs) == 0 {
 		s.msgs = make([]triggers.Message, slabMessages)
 	}
@@ -36,7 +37,7 @@ func (s *viewSlab) clone(m *triggers.Message) *triggers.Message {
 	v.DriverData = nil
 	v.Properties = maps.Clone(m.Properties)
 	switch n := len(m.Body); {
-	case m.Body == nil:
+	case m.Body == nil, private:
 	case n > slabMaxBody:
 		v.Body = append([]byte(nil), m.Body...)
 	default:

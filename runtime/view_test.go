@@ -22,7 +22,7 @@ func TestViewSlabCopiesAreSeparate(t *testing.T) {
 		}
 		m := &triggers.Message{ID: "m", Body: body, Properties: map[string]string{"k": "v"}, DriverData: i}
 		orig = append(orig, m)
-		views = append(views, s.clone(m))
+		views = append(views, s.clone(m, false))
 	}
 	for i, v := range views {
 		if v == orig[i] || v.DriverData != nil || !bytes.Equal(v.Body, orig[i].Body) || v.Properties["k"] != "v" {

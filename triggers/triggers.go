@@ -150,6 +150,16 @@ type Waiter interface {
 	ReceiveWaits() bool
 }
 
+// PrivateBodies is implemented by drivers that give every delivery a Body
+// of its own, shared with no other delivery, copy or caller, and that never
+// read it again once received: Complete, Retry, ExtendLease and DeadLetter
+// work from the driver's own copy. The runtime then hands that Body to the
+// function as it is, instead of copying it first.
+type PrivateBodies interface {
+	// BodiesPrivate reports whether deliveries' bodies are private.
+	BodiesPrivate() bool
+}
+
 // LookupSetting returns the first of names that lookup has, non-empty.
 func LookupSetting(lookup func(string) (string, bool), names ...string) (string, bool) {
 	for _, n := range names {

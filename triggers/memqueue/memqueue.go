@@ -255,10 +255,11 @@ type Driver struct {
 }
 
 var (
-	_ triggers.Driver      = (*Driver)(nil)
-	_ triggers.Waiter      = (*Driver)(nil)
-	_ triggers.Publisher   = (*Driver)(nil)
-	_ triggers.OpenURLFunc = OpenURL
+	_ triggers.Driver        = (*Driver)(nil)
+	_ triggers.Waiter        = (*Driver)(nil)
+	_ triggers.PrivateBodies = (*Driver)(nil)
+	_ triggers.Publisher     = (*Driver)(nil)
+	_ triggers.OpenURLFunc   = OpenURL
 )
 
 // New returns a driver for q that dead-letters to poison (nil: no poison
@@ -307,6 +308,10 @@ func (d *Driver) Queue() *Queue { return d.q }
 
 // ReceiveWaits reports that Receive waits (up to ReceiveWait) for messages.
 func (d *Driver) ReceiveWaits() bool { return true }
+
+// BodiesPrivate reports that every delivery's Body is its own: the queue
+// settles and dead-letters from the copy it keeps.
+func (d *Driver) BodiesPrivate() bool { return true }
 
 // PoisonDestination returns the poison queue's name, or "".
 func (d *Driver) PoisonDestination() string {

@@ -31,13 +31,16 @@ func openPoison(t *testing.T, b *memqueue.Broker, queue string) triggers.PoisonA
 }
 
 // No delivery, poison copy or listing shares bytes or properties with the
-// sender or with another holder.
+// sender or with another holder: what BodiesPrivate promises the runtime.
 func TestBytesOwnership(t *testing.T) {
 	ctx := context.Background()
 	b := memqueue.NewBroker()
 	q := b.Queue("a")
 	d := memqueue.New(q, b.Queue("a-poison"))
 	defer d.Close()
+	if !d.BodiesPrivate() {
+		t.Fatal("BodiesPrivate = false")
+	}
 
 	body, props := []byte("hello"), map[string]string{"k": "v"}
 	q.Send(body, props)
