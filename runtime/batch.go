@@ -189,7 +189,7 @@ func (l *listener) processBatch(msgs []*triggers.Message) {
 			run = append(run, it)
 		}
 		if it.outcome != "" {
-			l.finish(id, m, it.outcome, it.err, start)
+			l.finish(&l.metrics.shared, id, m, it.outcome, it.err, start)
 		}
 	}
 	if len(run) == 0 {
@@ -235,7 +235,7 @@ func (l *listener) processBatch(msgs []*triggers.Message) {
 		if it.opID != "" {
 			l.recordOutcome(it.opID, it.m, it.outcome, it.err, pending)
 		}
-		l.finish(id, it.m, it.outcome, it.err, start)
+		l.finish(&l.metrics.shared, id, it.m, it.outcome, it.err, start)
 		if it.outcome == OutcomeSucceeded || it.outcome == OutcomePoisoned {
 			l.notify(it.m, id, it.outcome, it.err, pending, it.payload, start)
 		}

@@ -156,10 +156,11 @@ func BenchmarkObservation(b *testing.B) {
 	l := benchListener(b, map[string]string{"default": "None"})
 	m := &triggers.Message{ID: "m", DequeueCount: 1, InsertionTime: time.Now()}
 	start := time.Now()
+	obs := l.metrics.newObserver()
 	b.ReportAllocs()
 	for b.Loop() {
 		l.stats.count(OutcomeSucceeded)
-		l.metrics.observe(start, m.InsertionTime, m.DequeueCount, time.Millisecond)
+		obs.observe(start, m.InsertionTime, m.DequeueCount, time.Millisecond)
 		l.ring.Add(status.Invocation{ID: "i", Function: "F", MessageID: m.ID, Outcome: OutcomeSucceeded,
 			DequeueCount: m.DequeueCount, Start: start, Duration: time.Millisecond})
 	}

@@ -67,7 +67,7 @@ type listener struct {
 
 	broker  string          // the driver's name, for metrics and the dashboard
 	stats   listenerStats   // counters for the observers
-	metrics listenerMetrics // histogram children; zero without metrics
+	metrics listenerMetrics // histogram series; zero without metrics
 	ring    *status.Ring    // the host's recent invocations; nil: none kept
 	timer   *timer.Runner   // a timer function's runner; nil for queue functions
 }
@@ -131,10 +131,11 @@ type workerState struct {
 	renewal *renewal
 	settle  *boundCtx
 	views   viewSlab
+	obs     histObserver // the worker's own histogram shards
 }
 
 func (l *listener) newWorker() *workerState {
-	return &workerState{renewal: l.newRenewal(), settle: newBoundCtx()}
+	return &workerState{renewal: l.newRenewal(), settle: newBoundCtx(), obs: l.metrics.newObserver()}
 }
 
 func (l *listener) running() int {
@@ -326,7 +327,7 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 	if l.poisoned.has(m.ID) {
 		// Copied to poison before, but its delete failed: drop it now.
 		outcome = l.dropPoisoned(w.settle, m, id)
-		l.finish(id, m, outcome, nil, start)
+		l.finish(&w.obs, id, m, outcome, nil, start)
 		return
 	}
 	// The function gets a copy of its own: renewal and settlement change
@@ -396,22 +397,22 @@ func (l *listener) process(m *triggers.Message, w *workerState) {
 			l.recordOutcome(opID, m, outcome, runErr, pending)
 		}
 	}
-	l.finish(id, m, outcome, runErr, start)
+	l.finish(&w.obs, id, m, outcome, runErr, start)
 	if outcome == OutcomeSucceeded || outcome == OutcomePoisoned {
 		l.notify(m, id, outcome, runErr, pending, payload, start)
 	}
 }
 
 // finish accounts for one invocation: its completion line, the counters,
-// the histograms and the ring of recent invocations.
-func (l *listener) finish(id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
+// the histograms (through obs) and the ring of recent invocations.
+func (l *listener) finish(obs *histObserver, id string, m *triggers.Message, outcome string, runErr error, start time.Time) {
 	now := time.Now()
 	d := now.Sub(start)
 	l.stats.count(outcome)
 	if outcome == OutcomeFailed || outcome == OutcomePoisoned {
 		l.stats.setError(runErr)
 	}
-	l.metrics.observe(start, m.InsertionTime, m.DequeueCount, d)
+	obs.observe(start, m.InsertionTime, m.DequeueCount, d)
 	tid := l.traceIDOf(id)
 	if l.ring != nil {
 		inv := status.Invocation{ID: id, Function: l.fc.Name(), MessageID: m.ID, Outcome: outcome,

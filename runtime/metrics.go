@@ -3,7 +3,6 @@ package runtime
 import (
 	"net/http"
 	"sync"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
@@ -24,13 +23,13 @@ var attemptBuckets = []float64{1, 2, 3, 4, 5, 10, 20}
 
 // hostMetrics is the host's Prometheus registry. Counters and gauges are
 // read from the listeners' atomics when scraped; the histograms are
-// observed on the hot path through children resolved once per listener,
-// which allocates nothing.
+// observed on the hot path through shards of each worker's own
+// (histogram.go), which allocates nothing and shares no cache line.
 type hostMetrics struct {
 	reg      *prometheus.Registry
-	duration *prometheus.HistogramVec
-	wait     *prometheus.HistogramVec
-	attempts *prometheus.HistogramVec
+	duration *shardedHistogram
+	wait     *shardedHistogram
+	attempts *shardedHistogram
 	handler  http.Handler
 
 	mu        sync.Mutex
@@ -38,20 +37,31 @@ type hostMetrics struct {
 	host      *Host
 }
 
-// listenerMetrics are one listener's histogram children.
+// listenerMetrics are one listener's histogram series; zero without
+// metrics.
 type listenerMetrics struct {
-	duration, wait, attempts prometheus.Observer
+	duration, wait, attempts *histSeries
+	shared                   histObserver // for callers without shards of their own: batches and timers
+}
+
+// newObserver returns an histObserver with shards of its own, for one worker;
+// it records nothing without metrics.
+func (lm *listenerMetrics) newObserver() histObserver {
+	if lm.duration == nil {
+		return histObserver{}
+	}
+	return histObserver{duration: lm.duration.newShard(), wait: lm.wait.newShard(), attempts: lm.attempts.newShard()}
 }
 
 func newHostMetrics(h *Host, reg *prometheus.Registry) *hostMetrics {
 	labels := []string{"function", "queue", "broker"}
 	m := &hostMetrics{reg: reg, host: h,
-		duration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jobhost_invocation_duration_seconds",
-			Help: "Time from taking a message up to its settlement, by function.", Buckets: durationBuckets}, labels),
-		wait: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jobhost_message_wait_seconds",
-			Help: "Time from enqueue to the start of the first attempt, where the broker gives an enqueue time.", Buckets: waitBuckets}, labels),
-		attempts: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "jobhost_message_delivery_attempts",
-			Help: "The delivery attempt (dequeue count) of each invocation.", Buckets: attemptBuckets}, labels),
+		duration: newShardedHistogram("jobhost_invocation_duration_seconds",
+			"Time from taking a message up to its settlement, by function.", labels, durationBuckets),
+		wait: newShardedHistogram("jobhost_message_wait_seconds",
+			"Time from enqueue to the start of the first attempt, where the broker gives an enqueue time.", labels, waitBuckets),
+		attempts: newShardedHistogram("jobhost_message_delivery_attempts",
+			"The delivery attempt (dequeue count) of each invocation.", labels, attemptBuckets),
 	}
 	reg.MustRegister(m.duration, m.wait, m.attempts, (*metricsCollector)(m))
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: nil})
@@ -66,14 +76,12 @@ func newRegistry() *prometheus.Registry {
 	return reg
 }
 
-// attach resolves l's histogram children and adds l to what is scraped.
+// attach resolves l's histogram series and adds l to what is scraped.
 func (m *hostMetrics) attach(l *listener) {
 	lv := []string{l.fc.Name(), l.fc.Queue, l.broker}
-	l.metrics = listenerMetrics{
-		duration: m.duration.WithLabelValues(lv...),
-		wait:     m.wait.WithLabelValues(lv...),
-		attempts: m.attempts.WithLabelValues(lv...),
-	}
+	lm := listenerMetrics{duration: m.duration.with(lv...), wait: m.wait.with(lv...), attempts: m.attempts.with(lv...)}
+	lm.shared = histObserver{duration: lm.duration.shared, wait: lm.wait.shared, attempts: lm.attempts.shared}
+	l.metrics = lm
 	m.mu.Lock()
 	m.listeners = append(m.listeners, l)
 	m.mu.Unlock()
@@ -83,20 +91,6 @@ func (m *hostMetrics) snapshot() []*listener {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return append([]*listener(nil), m.listeners...)
-}
-
-// observe records one finished invocation.
-func (lm *listenerMetrics) observe(start time.Time, insertion time.Time, dequeueCount int64, d time.Duration) {
-	if lm.duration == nil {
-		return
-	}
-	lm.duration.Observe(d.Seconds())
-	lm.attempts.Observe(float64(dequeueCount))
-	if dequeueCount == 1 && !insertion.IsZero() {
-		if w := start.Sub(insertion); w >= 0 {
-			lm.wait.Observe(w.Seconds())
-		}
-	}
 }
 
 // metricsCollector reads the listeners' counters when scraped.

@@ -197,7 +197,7 @@ func (l *listener) fireTimer(w *workerState, info timer.TimerInfo) error {
 				outcome = OutcomeCancelled
 			}
 		}
-		l.finish(id, m, outcome, runErr, start)
+		l.finish(&l.metrics.shared, id, m, outcome, runErr, start)
 		if runErr == nil || outcome == OutcomeCancelled || attempt >= int64(l.attempts()) {
 			return runErr
 		}

@@ -41,7 +41,6 @@ package memqueue
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 	"maps"
@@ -157,8 +156,8 @@ func (q *Queue) wake() {
 // promote makes hidden messages whose time has come visible again: an
 // ended lease is lost to its holder. q.mu is held.
 func (q *Queue) promote(now time.Time) {
-	for len(q.hidden) > 0 && !q.hidden[0].until.After(now) {
-		e := heap.Pop(&q.hidden).(*entry)
+	for q.hidden.visibleBy(now) {
+		e := q.hidden.pop()
 		e.holder = nil
 		q.ready = append(q.ready, e)
 	}
@@ -185,7 +184,7 @@ func (q *Queue) take(max int, lease time.Duration, now time.Time, source string)
 		q.head++
 		e.dequeues++
 		e.until = now.Add(lease)
-		heap.Push(&q.hidden, e)
+		q.hidden.push(e)
 		m := &msgs[i]
 		*m = triggers.Message{
 			ID: e.id, Body: buf[start:len(buf):len(buf)], DequeueCount: e.dequeues, InsertionTime: e.inserted,
@@ -213,7 +212,7 @@ func (q *Queue) nextWake(now time.Time) (time.Duration, bool) {
 	if len(q.hidden) == 0 {
 		return 0, false
 	}
-	return q.hidden[0].until.Sub(now), true
+	return q.hidden[0].e.until.Sub(now), true
 }
 
 func copyProps(p map[string]string) map[string]string {
@@ -223,27 +222,94 @@ func copyProps(p map[string]string) map[string]string {
 	return maps.Clone(p)
 }
 
-// hiddenHeap orders hidden entries by the time they become visible.
-type hiddenHeap []*entry
+// hiddenHeap orders hidden entries by the time they become visible. Each
+// slot keeps its entry's time as a number beside it, so that ordering reads
+// only the heap's own memory, not the entries scattered over the heap.
+type hiddenHeap []hiddenSlot
 
-func (h hiddenHeap) Len() int           { return len(h) }
-func (h hiddenHeap) Less(i, j int) bool { return h[i].until.Before(h[j].until) }
-func (h hiddenHeap) Swap(i, j int) {
+type hiddenSlot struct {
+	at int64 // e.until, as nanoseconds since epoch (monotonic)
+	e  *entry
+}
+
+// epoch is what slot times count from; it has a monotonic clock reading, so
+// slot order agrees with time.Time comparisons of until.
+var epoch = time.Now()
+
+func slotTime(t time.Time) int64 { return int64(t.Sub(epoch)) }
+
+// visibleBy reports whether the first hidden entry is visible at now.
+func (h hiddenHeap) visibleBy(now time.Time) bool { return len(h) > 0 && h[0].at <= slotTime(now) }
+
+func (h hiddenHeap) swap(i, j int) {
 	h[i], h[j] = h[j], h[i]
-	h[i].index, h[j].index = i, j
+	h[i].e.index, h[j].e.index = i, j
 }
-func (h *hiddenHeap) Push(x any) {
-	e := x.(*entry)
+
+func (h hiddenHeap) up(j int) {
+	for j > 0 {
+		i := (j - 1) / 2
+		if h[i].at <= h[j].at {
+			break
+		}
+		h.swap(i, j)
+		j = i
+	}
+}
+
+// down sifts slot i down; it reports whether it moved.
+func (h hiddenHeap) down(i int) bool {
+	i0, n := i, len(h)
+	for {
+		j := 2*i + 1
+		if j >= n {
+			break
+		}
+		if r := j + 1; r < n && h[r].at < h[j].at {
+			j = r
+		}
+		if h[i].at <= h[j].at {
+			break
+		}
+		h.swap(i, j)
+		i = j
+	}
+	return i > i0
+}
+
+// push adds e, hidden until e.until.
+func (h *hiddenHeap) push(e *entry) {
 	e.index = len(*h)
-	*h = append(*h, e)
+	*h = append(*h, hiddenSlot{at: slotTime(e.until), e: e})
+	h.up(e.index)
 }
-func (h *hiddenHeap) Pop() any {
+
+// remove takes out the entry at slot i and returns it.
+func (h *hiddenHeap) remove(i int) *entry {
 	old := *h
-	e := old[len(old)-1]
-	old[len(old)-1] = nil
-	*h = old[:len(old)-1]
+	n := len(old) - 1
+	if i != n {
+		old.swap(i, n)
+		if !old[:n].down(i) {
+			old[:n].up(i)
+		}
+	}
+	e := old[n].e
+	old[n] = hiddenSlot{}
+	*h = old[:n]
 	e.index = -1
 	return e
+}
+
+// pop takes out the entry visible first.
+func (h *hiddenHeap) pop() *entry { return h.remove(0) }
+
+// fix restores the order after e.until of the entry at slot i changed.
+func (h hiddenHeap) fix(i int) {
+	h[i].at = slotTime(h[i].e.until)
+	if !h.down(i) {
+		h.up(i)
+	}
 }
 
 // Driver is a triggers.Driver for one Queue. It is safe for concurrent use.
@@ -437,7 +503,7 @@ func (d *Driver) Complete(_ context.Context, m *triggers.Message) error {
 	if err != nil {
 		return err
 	}
-	heap.Remove(&d.q.hidden, e.index)
+	d.q.hidden.remove(e.index)
 	e.holder = nil
 	d.q.mu.Unlock()
 	return nil
@@ -454,9 +520,9 @@ func (d *Driver) Retry(_ context.Context, m *triggers.Message, delay time.Durati
 	e.holder = nil
 	if delay > 0 {
 		e.until = time.Now().Add(delay)
-		heap.Fix(&q.hidden, e.index)
+		q.hidden.fix(e.index)
 	} else {
-		heap.Remove(&q.hidden, e.index)
+		q.hidden.remove(e.index)
 		q.ready = append(q.ready, e)
 		q.wake()
 	}
@@ -478,7 +544,7 @@ func (d *Driver) ExtendLease(_ context.Context, m *triggers.Message, lease time.
 		return err
 	}
 	e.until = time.Now().Add(lease)
-	heap.Fix(&d.q.hidden, e.index)
+	d.q.hidden.fix(e.index)
 	m.NextVisibleTime = e.until
 	d.q.mu.Unlock()
 	return nil
@@ -497,7 +563,7 @@ func (d *Driver) DeadLetter(_ context.Context, m *triggers.Message, reason strin
 	if err != nil {
 		return "", err
 	}
-	heap.Remove(&d.q.hidden, e.index)
+	d.q.hidden.remove(e.index)
 	e.holder = nil
 	d.q.mu.Unlock()
 	// The queue owns e's body and props and no delivery shares them: the

@@ -2,7 +2,6 @@ package memqueue
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 	"net/url"
@@ -145,7 +144,7 @@ func (a *poisonAdmin) hold(id string) (e *entry, mark *triggers.Message, pm *tri
 	q.compact()
 	mark = &triggers.Message{ID: e.id}
 	e.holder, e.until = mark, now.Add(requeueHold)
-	heap.Push(&q.hidden, e)
+	q.hidden.push(e)
 	return e, mark, e.poisonMessage()
 }
 
@@ -159,7 +158,7 @@ func (a *poisonAdmin) remove(e *entry, mark *triggers.Message) error {
 		return fmt.Errorf("memqueue: message %s was copied to %s but left %s meanwhile (purged, or visible again after %v): it may be in both",
 			e.id, a.Source(), a.Poison(), requeueHold)
 	}
-	heap.Remove(&q.hidden, e.index)
+	q.hidden.remove(e.index)
 	e.holder = nil
 	return nil
 }
@@ -181,7 +180,7 @@ func (a *poisonAdmin) Purge(_ context.Context, limit int) (int, error) {
 	}
 	q.compact()
 	for ; n < limit && len(q.hidden) > 0; n++ {
-		heap.Pop(&q.hidden).(*entry).holder = nil
+		q.hidden.pop().holder = nil
 	}
 	return n, nil
 }

@@ -2,7 +2,6 @@ package memqueue
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 	"net/url"
@@ -90,7 +89,7 @@ func (q *Queue) SendDelayed(body []byte, props map[string]string, delay time.Dur
 	q.mu.Lock()
 	q.seq++
 	e.id = strconv.FormatUint(q.seq, 10)
-	heap.Push(&q.hidden, e) // holder nil: no delivery holds it
+	q.hidden.push(e) // holder nil: no delivery holds it
 	// Waiting receivers look again, so that they wait no longer than until
 	// this message is due.
 	q.wake()

@@ -1,7 +1,6 @@
 package memqueue
 
 import (
-	"container/heap"
 	"context"
 
 	"github.com/jobhost/jobhost/triggers"
@@ -20,7 +19,7 @@ func (d *Driver) Release(ctx context.Context, m *triggers.Message) error {
 	q := d.q
 	e.holder = nil
 	e.dequeues-- // the next Receive counts it again
-	heap.Remove(&q.hidden, e.index)
+	q.hidden.remove(e.index)
 	q.ready = append(q.ready, e)
 	q.wake()
 	q.mu.Unlock()
