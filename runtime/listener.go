@@ -101,22 +101,23 @@ func newListener(fc *FunctionConfig, drv triggers.Driver, logs *Logs, hard conte
 	}
 }
 
-// dispatch hands m to a worker, starting one when every worker is busy.
+// dispatch hands msgs to workers, starting one for each message that
+// finds every worker busy, with one lock for the whole poll.
 // Workers live until polling stops: a reused goroutine keeps its grown
 // stack, where a goroutine per message grew a new one for every message
 // (JSON decoding is deep), about a tenth of a busy host's CPU.
-func (l *listener) dispatch(m *triggers.Message) {
+func (l *listener) dispatch(msgs []*triggers.Message) {
 	l.mu.Lock()
-	l.inflight++
-	start := l.inflight > l.workers
-	if start {
-		l.workers++
-	}
+	l.inflight += len(msgs)
+	start := max(0, l.inflight-l.workers)
+	l.workers += start
 	l.mu.Unlock()
-	if start {
+	for range start {
 		l.invocations.Go(l.worker)
 	}
-	l.work <- m // never blocks: there is room for every message in flight
+	for _, m := range msgs {
+		l.work <- m // never blocks: there is room for every message in flight
+	}
 }
 
 func (l *listener) worker() {
@@ -188,9 +189,7 @@ func (l *listener) poll(ctx context.Context) {
 		}
 		bo.reset()
 		l.stats.received.Add(uint64(len(msgs)))
-		for _, m := range msgs {
-			l.dispatch(m)
-		}
+		l.dispatch(msgs)
 	}
 }
 

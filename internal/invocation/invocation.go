@@ -40,8 +40,26 @@ type tracedState struct {
 
 // With returns ctx carrying the invocation's logger and id.
 func With(ctx context.Context, logger *zap.Logger, id string) context.Context {
-	return context.WithValue(ctx, stateKey, &state{base: logger, id: id})
+	return &stateCtx{Context: ctx, state: state{base: logger, id: id}}
 }
+
+// stateCtx is context.WithValue(parent, stateKey, &state) in one
+// allocation instead of two. Like a value context it forwards everything
+// else to its parent, so contexts derived from it find the parent's
+// cancellation as they would through context.WithValue.
+type stateCtx struct {
+	context.Context
+	state state
+}
+
+func (c *stateCtx) Value(key any) any {
+	if key == stateKey {
+		return &c.state
+	}
+	return c.Context.Value(key)
+}
+
+func (c *stateCtx) String() string { return fmt.Sprintf("%v.WithValue(invocation)", c.Context) }
 
 // WithTrace is With for an invocation traced by the span sc: its log
 // lines carry traceId and spanId too.
