@@ -1,7 +1,9 @@
 package runtime
 
 import (
+	"maps"
 	"math"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,7 +24,6 @@ type shardedHistogram struct {
 
 	mu     sync.Mutex
 	series map[string]*histSeries // by label values joined with \xff
-	order  []*histSeries          // in attachment order
 }
 
 // maxBuckets bounds the buckets of a sharded histogram (a shard is one
@@ -41,7 +42,6 @@ func newShardedHistogram(name, help string, labels []string, upper []float64) *s
 type histSeries struct {
 	h      *shardedHistogram
 	labels []string
-	shared *histShard // for callers without shards of their own
 
 	mu     sync.Mutex
 	shards []*histShard
@@ -65,9 +65,7 @@ func (h *shardedHistogram) with(lv ...string) *histSeries {
 		return s
 	}
 	s := &histSeries{h: h, labels: lv}
-	s.shared = s.newShard()
 	h.series[key] = s
-	h.order = append(h.order, s)
 	return s
 }
 
@@ -103,7 +101,7 @@ func (h *shardedHistogram) Describe(ch chan<- *prometheus.Desc) { ch <- h.desc }
 // observations is consistent in itself.
 func (h *shardedHistogram) Collect(ch chan<- prometheus.Metric) {
 	h.mu.Lock()
-	series := append([]*histSeries(nil), h.order...)
+	series := slices.Collect(maps.Values(h.series)) // the registry sorts what it gathers
 	h.mu.Unlock()
 	for _, s := range series {
 		s.mu.Lock()

@@ -27,7 +27,7 @@ func gatherHistograms(t *testing.T, c prometheus.Collector) []*dto.Histogram {
 }
 
 // TestShardedHistogramMatchesClientGolang: values observed through several
-// shards at once (and the shared one) are exposed as a client_golang
+// shards at once (one of them written by two goroutines) are exposed as a client_golang
 // histogram exposes the same values: buckets, count and sum, per series,
 // and an attached series without observations is there with zeros.
 func TestShardedHistogramMatchesClientGolang(t *testing.T) {
@@ -40,10 +40,11 @@ func TestShardedHistogramMatchesClientGolang(t *testing.T) {
 	refF := ref.WithLabelValues("F", "q", "memqueue")
 	var wg sync.WaitGroup
 	var mu sync.Mutex
+	shared := series.newShard() // written by two goroutines at once, as a listener's shared shard is
 	for w := range 8 {
-		shard := series.newShard()
-		if w == 0 {
-			shard = series.shared
+		shard := shared
+		if w > 1 {
+			shard = series.newShard()
 		}
 		wg.Go(func() {
 			r := rand.New(rand.NewPCG(uint64(w), 7))

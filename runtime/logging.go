@@ -63,11 +63,12 @@ type Logs struct {
 // level or format.
 func NewLogs(o LogOptions) (*Logs, error) {
 	var enc zapcore.Encoder
+	isJSON := false
 	switch strings.ToLower(o.Format) {
 	case "", "json":
 		c := zap.NewProductionEncoderConfig()
 		c.EncodeTime = zapcore.ISO8601TimeEncoder
-		enc = zapcore.NewJSONEncoder(c)
+		enc, isJSON = zapcore.NewJSONEncoder(c), true
 	case "console":
 		enc = zapcore.NewConsoleEncoder(zap.NewDevelopmentEncoderConfig()) // capital levels, no colour
 	default:
@@ -91,7 +92,7 @@ func NewLogs(o LogOptions) (*Logs, error) {
 	if out == nil {
 		out = os.Stderr
 	}
-	return &Logs{enc: enc, json: !strings.EqualFold(o.Format, "console"), out: zapcore.Lock(out), levels: levels}, nil
+	return &Logs{enc: enc, json: isJSON, out: zapcore.Lock(out), levels: levels}, nil
 }
 
 // Category returns the logger for the named category, such as

@@ -44,8 +44,9 @@ type listenerMetrics struct {
 	shared                   histObserver // for callers without shards of their own: batches and timers
 }
 
-// newObserver returns an histObserver with shards of its own, for one worker;
-// it records nothing without metrics.
+// newObserver returns a histObserver with shards of its own (one per
+// worker, and the listener's shared one); it records nothing without
+// metrics.
 func (lm *listenerMetrics) newObserver() histObserver {
 	if lm.duration == nil {
 		return histObserver{}
@@ -80,7 +81,7 @@ func newRegistry() *prometheus.Registry {
 func (m *hostMetrics) attach(l *listener) {
 	lv := []string{l.fc.Name(), l.fc.Queue, l.broker}
 	lm := listenerMetrics{duration: m.duration.with(lv...), wait: m.wait.with(lv...), attempts: m.attempts.with(lv...)}
-	lm.shared = histObserver{duration: lm.duration.shared, wait: lm.wait.shared, attempts: lm.attempts.shared}
+	lm.shared = lm.newObserver()
 	l.metrics = lm
 	m.mu.Lock()
 	m.listeners = append(m.listeners, l)

@@ -19,7 +19,7 @@ import (
 // with the function's category at Information or below.
 type resultLine struct {
 	out  zapcore.WriteSyncer // Logs' output, locked
-	name string              // `","logger":"Function.F","msg":"invocation `
+	name string              // `","logger":"Function.F","msg":"`
 	with string              // `,"function":"F","queue":"q","invocationId":"`
 }
 
@@ -32,7 +32,7 @@ func (l *Logs) resultLine(cat, function, queue string) *resultLine {
 	}
 	return &resultLine{
 		out:  l.out,
-		name: `","logger":` + quoteJSON(Redact(cat)) + `,"msg":"invocation `,
+		name: `","logger":` + quoteJSON(Redact(cat)) + `,"msg":"`,
 		with: `,"function":` + quoteJSON(Redact(function)) + `,"queue":` + quoteJSON(Redact(queue)) + `,"invocationId":"`,
 	}
 }
@@ -47,7 +47,7 @@ func (r *resultLine) write(now time.Time, id string, m *triggers.Message, outcom
 	b := append((*bp)[:0], `{"level":"info","ts":"`...)
 	b = appendLineTime(b, now)
 	b = append(b, r.name...)
-	b = append(b, outcome...)
+	b = append(b, resultMessage(outcome)...) // an outcome: nothing to escape or redact
 	b = append(b, '"')
 	b = append(b, r.with...)
 	b = append(b, id...) // a UUID: nothing to escape or redact
